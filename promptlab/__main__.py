@@ -1,0 +1,3 @@
+from promptlab.cli.main import entry
+
+entry()

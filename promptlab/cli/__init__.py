@@ -1,0 +1,1 @@
+"""Command-line interface: one thin main(argv) per command, dispatched by cli.main."""

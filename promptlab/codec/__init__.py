@@ -1,0 +1,1 @@
+"""The prompt codec: low-rank factors, quantiser, keyframe schedule, rates, .plab container."""

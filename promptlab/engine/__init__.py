@@ -1,0 +1,1 @@
+"""Engines: generation (receiver) and inversion (sender), as iterators of progress records."""

@@ -1,0 +1,1 @@
+"""Input and output: video/image-folder reading, frame writing, atomic files."""

@@ -1,0 +1,79 @@
+"""Atomic writes: a reader (or a crash) never sees a half-written file at the target path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from promptlab.errors import PromptlabError
+
+
+def check_target(path: str | os.PathLike, force: bool) -> Path:
+    """Refuse to overwrite what the user made unless asked to."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise PromptlabError(f"{p} already exists (use --force to overwrite)")
+    if not p.parent.exists():
+        raise PromptlabError(f"output folder {p.parent} does not exist")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    The temporary name keeps the extension (writers such as PyAV pick the format from it).
+    On any exception the temporary file or folder is removed and `path` is untouched.
+    """
+    target = Path(path)
+    ext = suffix if suffix is not None else target.suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{ext}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        if target.is_dir() and not tmp.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_dir(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """Like atomic_path, for an output folder (e.g. a folder of PNG frames)."""
+    return _atomic_dir(Path(path))
+
+
+@contextlib.contextmanager
+def _atomic_dir(target: Path) -> Iterator[Path]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,182 @@
+"""One Settings model shared by CLI flags, GUI controls, presets and the .plab header.
+
+Versioned so that a preset or a saved GUI session from an older promptlab is either
+migrated or refused clearly, never half-read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from promptlab.errors import PromptlabError
+
+SCHEMA_VERSION = 1
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+INTERP_MODES = ("factors", "linear", "slerp")
+CROP_MODES = ("center", "squash", "pad")
+INIT_MODES = ("f32", "f16", "q8")
+PERCEPTUAL = ("vgg", "ms-ssim", "none")
+CACHE_POLICIES = ("none", "lossless", "lossy")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a run. Defaults follow the reference code (promptus-reference.md)."""
+
+    model: str = "tiny"
+    size: int = 128
+    rank: int = 8
+    bits: int = 8
+    interval: int = 10
+    fps: float = 30.0
+    seed: int = 88
+    blend: float = 0.05
+    interp: str = "factors"
+    crop: str = "center"
+    init_mode: str = "f32"
+    # inversion
+    iters: int = 1500
+    first_iters: int = 10000
+    lr: float = 0.1
+    lr_min: float = 0.001
+    patience: int = 20
+    first_patience: int = 300
+    w_mse: float = 0.8
+    w_perceptual: float = 0.2
+    w_reg: float = 0.1
+    perceptual: str = "vgg"
+    batched: bool = True
+    dynamic: bool = True
+    # generation
+    cache: str = "none"
+    cache_threshold: float = 0.05
+    # runtime
+    device: str = "auto"
+    dtype: str = "fp32"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise PromptlabError(f"invalid setting: {msg}")
+
+        need(self.size >= 8 and self.size % 8 == 0, f"size must be a multiple of 8, got {self.size}")
+        need(1 <= self.rank <= 1024, f"rank must be 1..1024, got {self.rank}")
+        need(2 <= self.bits <= 8, f"bits must be 2..8, got {self.bits}")
+        need(1 <= self.interval <= 10000, f"interval must be >= 1, got {self.interval}")
+        need(0 < self.fps <= 1000, f"fps must be in (0, 1000], got {self.fps}")
+        need(0 <= self.seed < 2**32, f"seed must be 0..2^32-1, got {self.seed}")
+        need(0.0 <= self.blend <= 1.0, f"blend must be in [0, 1], got {self.blend}")
+        need(self.interp in INTERP_MODES, f"interp must be one of {INTERP_MODES}")
+        need(self.crop in CROP_MODES, f"crop must be one of {CROP_MODES}")
+        need(self.init_mode in INIT_MODES, f"init_mode must be one of {INIT_MODES}")
+        need(self.perceptual in PERCEPTUAL, f"perceptual must be one of {PERCEPTUAL}")
+        need(self.cache in CACHE_POLICIES, f"cache must be one of {CACHE_POLICIES}")
+        need(self.iters >= 1 and self.first_iters >= 1, "iteration counts must be >= 1")
+        need(self.lr > 0 and self.lr_min > 0, "learning rates must be > 0")
+        need(self.dtype in ("fp32", "bf16", "fp16"), "dtype must be fp32, bf16 or fp16")
+        need(self.threads >= 0, "threads must be >= 0 (0: automatic)")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: Settings | None = None) -> Settings:
+        """Build from a (possibly partial) dict; unknown keys are an error, missing keys keep `base`."""
+        data = dict(data)
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise PromptlabError(f"settings schema version {version} is not supported (expected {SCHEMA_VERSION})")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise PromptlabError(f"unknown setting(s): {', '.join(unknown)}")
+        out = dataclasses.asdict(base or cls())
+        for key, value in data.items():
+            kind = type(out[key])
+            try:
+                out[key] = kind(value) if kind is not bool else _as_bool(value)
+            except (TypeError, ValueError) as exc:
+                raise PromptlabError(f"setting {key}: cannot use {value!r} ({exc})") from None
+        return cls(**out)
+
+    def key(self, *names: str) -> str:
+        """A short hash of the named settings: the name under which a result is cached."""
+        d = self.to_dict()
+        payload = json.dumps({n: d[n] for n in sorted(names)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# Settings that change the encoded stream (and so name a cached encode result).
+ENCODE_KEYS = (
+    "model", "size", "rank", "bits", "interval", "fps", "seed", "blend", "interp", "crop",
+    "init_mode", "iters", "first_iters", "lr", "lr_min", "patience", "first_patience",
+    "w_mse", "w_perceptual", "w_reg", "perceptual", "batched", "dynamic", "dtype",
+)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError("not a boolean")
+
+
+def load_settings_file(path: str | Path, base: Settings | None = None) -> Settings:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PromptlabError(f"settings file not found: {p}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PromptlabError(f"cannot read settings file {p}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PromptlabError(f"settings file {p} must hold a JSON object")
+    data.pop("description", None)
+    return Settings.from_dict(data, base)
+
+
+def preset_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix == ".json" or p.exists():
+        return p
+    return PRESETS_DIR / f"{name}.json"
+
+
+def load_preset(name: str, base: Settings | None = None) -> Settings:
+    """A preset is a partial settings file in presets/ (or any path)."""
+    p = preset_path(name)
+    if not p.exists():
+        available = ", ".join(sorted(q.stem for q in PRESETS_DIR.glob("*.json")))
+        raise PromptlabError(f"no preset named {name!r} (available: {available})")
+    return load_settings_file(p, base)
+
+
+def list_presets() -> list[str]:
+    return sorted(q.stem for q in PRESETS_DIR.glob("*.json"))
+
+
+def save_settings_file(settings: Settings, path: str | Path, description: str = "") -> None:
+    from promptlab.io.atomic import write_bytes_atomic
+
+    d = settings.to_dict()
+    if description:
+        d = {"description": description, **d}
+    write_bytes_atomic(path, (json.dumps(d, indent=2) + "\n").encode())

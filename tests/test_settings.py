@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from promptlab.errors import PromptlabError
+from promptlab.settings import (
+    ENCODE_KEYS, SCHEMA_VERSION, Settings, list_presets, load_preset, load_settings_file, save_settings_file,
+)
+
+
+def test_defaults_follow_the_reference():
+    s = Settings()
+    assert (s.rank, s.bits, s.interval, s.seed, s.blend, s.lr) == (8, 8, 10, 88, 0.05, 0.1)
+    assert (s.iters, s.first_iters, s.patience, s.first_patience) == (1500, 10000, 20, 300)
+    assert (s.w_mse, s.w_perceptual, s.w_reg) == (0.8, 0.2, 0.1)
+
+
+def test_presets_load_and_differ():
+    assert {"reference", "preview"} <= set(list_presets())
+    ref, prev = load_preset("reference"), load_preset("preview")
+    assert ref.size == 512 and not ref.batched and ref.first_iters == 10000
+    assert prev.iters < ref.iters
+    assert ref.key(*ENCODE_KEYS) != prev.key(*ENCODE_KEYS)
+
+
+def test_roundtrip_and_schema(tmp_path):
+    s = Settings(rank=4, interval=5, interp="slerp", batched=False)
+    p = tmp_path / "s.json"
+    save_settings_file(s, p, description="x")
+    assert load_settings_file(p) == s
+    d = json.loads(p.read_text())
+    assert d["schema_version"] == SCHEMA_VERSION
+    d["schema_version"] = 99
+    p.write_text(json.dumps(d))
+    with pytest.raises(PromptlabError, match="schema version 99"):
+        load_settings_file(p)
+
+
+@pytest.mark.parametrize("bad", [{"rank": 0}, {"bits": 9}, {"size": 100}, {"interp": "cubic"},
+                                 {"nonsense": 1}, {"rank": "many"}, {"batched": "maybe"}])
+def test_bad_settings_are_clear_errors(bad):
+    with pytest.raises(PromptlabError):
+        Settings.from_dict(bad)
+
+
+def test_key_depends_only_on_named_settings():
+    a, b = Settings(), Settings(cache="lossless", device="cpu")
+    assert a.key(*ENCODE_KEYS) == b.key(*ENCODE_KEYS)
+    assert a.key(*ENCODE_KEYS) != a.replace(rank=9).key(*ENCODE_KEYS)
+
+
+def test_unreadable_settings_file(tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text("{not json")
+    with pytest.raises(PromptlabError, match="cannot read"):
+        load_settings_file(p)
+    with pytest.raises(PromptlabError, match="no preset"):
+        load_preset("does-not-exist")

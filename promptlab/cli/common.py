@@ -1,0 +1,66 @@
+"""Shared argparse flags -> Settings, so every command spells a setting the same way.
+
+Precedence: defaults < --preset < explicit flags. `--kbps` is resolved to a rank once the
+clip length is known (`resolve_rank`), because the rate counts the header and init latent.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from promptlab.errors import PromptlabError
+from promptlab.settings import CROP_MODES, PERCEPTUAL, Settings, load_preset
+
+# flag -> (Settings field, type, help)
+FLAGS: dict[str, tuple[str, type, str]] = {
+    "--model": ("model", str, "tiny | sd-turbo | sd-turbo-arch | PATH to SD-Turbo weights"),
+    "--size": ("size", int, "square frame size in px (multiple of 8)"),
+    "--rank": ("rank", int, "prompt rank r (bytes per keyframe ~ 1101·r at SD-Turbo width)"),
+    "--interval": ("interval", int, "keyframe interval k in frames"),
+    "--bits": ("bits", int, "quantiser bits (2..8)"),
+    "--iters": ("iters", int, "iterations per later keyframe"),
+    "--first-iters": ("first_iters", int, "iterations for keyframe 0"),
+    "--fps": ("fps", float, "frame rate (default: the clip's own)"),
+    "--crop": ("crop", str, f"how frames become square: {', '.join(CROP_MODES)}"),
+    "--seed": ("seed", int, "seed of the shared noise and the prompt initialisation"),
+    "--perceptual": ("perceptual", str, f"perceptual loss term: {', '.join(PERCEPTUAL)}"),
+    "--device": ("device", str, "auto | cpu | cuda[:N] | mps"),
+    "--dtype": ("dtype", str, "fp32 | bf16 | fp16"),
+    "--threads": ("threads", int, "CPU threads (0: torch's default)"),
+}
+
+
+def add_settings_args(p: argparse.ArgumentParser, *, encode: bool = True) -> None:
+    """Add the shared settings flags (and --preset, --kbps, --frames for encoders)."""
+    p.add_argument("--preset", help="a preset name from presets/ (preview, reference) or a .json path")
+    for flag, (_, kind, help_) in FLAGS.items():
+        p.add_argument(flag, type=kind, default=None, help=help_)
+    if encode:
+        p.add_argument("--kbps", type=float, default=None, help="target bitrate: solves the rank (overrides --rank)")
+        p.add_argument("--frames", default=None, help="frame range A:B (A inclusive, B exclusive)")
+
+
+def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    """Defaults, then the preset, then every flag given explicitly."""
+    s = base or Settings()
+    if getattr(args, "preset", None):
+        s = load_preset(args.preset, s)
+    changes: dict[str, Any] = {}
+    for flag, (field, _, _) in FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            changes[field] = value
+    return s.replace(**changes) if changes else s
+
+
+def resolve_rank(settings: Settings, kbps: float | None, n_frames: int) -> Settings:
+    """With a target bitrate, the largest rank whose worst-case total rate fits (header and init counted)."""
+    if kbps is None:
+        return settings
+    from promptlab.codec.rate import shape_for, solve_rank
+
+    if n_frames < 1:
+        raise PromptlabError("cannot solve a rank for an empty clip")
+    rank = solve_rank(kbps, settings, n_frames, include_init=True, shape=shape_for(settings.model))
+    return settings.replace(rank=rank)

@@ -1,0 +1,49 @@
+"""`promptlab decode IN.plab -o OUT`: regenerate frames (OUT: a folder of PNGs, or .mp4/.mkv/.webm/.gif)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from promptlab.codec.container import read_stream
+from promptlab.engine import records
+from promptlab.engine.decoder import decode
+from promptlab.io.atomic import check_target
+from promptlab.io.writer import write_frames
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="promptlab decode", description=__doc__)
+    p.add_argument("stream", help=".plab file")
+    p.add_argument("-o", "--output", required=True, help="folder of PNGs or a video file")
+    p.add_argument("--model", help="model to use instead of the stream's (tiny | sd-turbo | sd-turbo-arch | PATH)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
+    p.add_argument("--dtype", default="fp32", help="fp32 | bf16 | fp16")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    check_target(a.output, a.force)
+    stream = read_stream(a.stream)
+    from tqdm import tqdm
+
+    bar = tqdm(total=stream.header.n_frames, file=sys.stderr, disable=a.quiet, unit="frame")
+    summary: dict = {}
+
+    def frames():
+        for r in decode(stream, model=a.model, device=a.device, dtype=a.dtype):
+            if isinstance(r, records.Started):
+                tqdm.write(f"model {r.model}; {r.n_frames} frames at {r.width}x{r.height}", file=sys.stderr)
+            elif isinstance(r, records.Frame):
+                bar.update(1)
+                yield r.image
+            elif isinstance(r, records.Done):
+                summary["done"] = r
+
+    try:
+        n = write_frames(a.output, frames(), stream.header.fps, force=a.force)
+    finally:
+        bar.close()
+    d = summary.get("done")
+    rate = f", {d.kbps:.2f} kbps ({d.kbps_without_init:.2f} without init)" if d else ""
+    print(f"wrote {a.output}: {n} frames{rate}", file=sys.stderr)
+    return 0

@@ -1,0 +1,103 @@
+"""`promptlab encode SRC -o OUT.plab`: fit prompts to a clip and write a .plab stream.
+
+Progress (keyframe, iteration, loss, ETA) goes to stderr. An interrupted encode leaves
+OUT.plab.partial beside the output; running the same command again resumes it (--no-resume
+starts over) and produces the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import cv2
+
+from promptlab.cli.common import add_settings_args, resolve_rank, settings_from_args
+from promptlab.engine import records
+from promptlab.engine.encoder import encode
+from promptlab.engine.losses import resolve_perceptual
+from promptlab.errors import PromptlabError
+from promptlab.io.atomic import atomic_dir, check_target
+from promptlab.io.video import count_frames, parse_frames, probe, read_frames
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="promptlab encode", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="video file, folder of numbered images, or one image")
+    p.add_argument("-o", "--output", required=True, help="output .plab file")
+    add_settings_args(p)
+    p.add_argument("--recon", help="also write the encoder's reconstruction here (a folder of PNGs)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--no-resume", action="store_true", help="ignore a partial encode of the same output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Parse, check every input before any work, run the encoder with a progress bar."""
+    a = build_parser().parse_args(argv)
+    out = check_target(a.output, a.force)
+    if out.suffix != ".plab":
+        raise PromptlabError(f"output must end in .plab, got {out.name}")
+    settings = settings_from_args(a)
+    frames = parse_frames(a.frames)
+    info = probe(a.source, fps=a.fps)
+    if a.fps is None:
+        settings = settings.replace(fps=info.fps)
+    n = count_frames(a.source, frames)
+    if n < 1:
+        raise PromptlabError(f"{a.source} has no frames in the requested range")
+    settings = resolve_rank(settings, a.kbps, n)
+    if a.recon:
+        check_target(a.recon, a.force)
+    read_frames(a.source, frames=frames, size=settings.size, crop=settings.crop)  # size/crop checks, no decoding
+    perceptual = resolve_perceptual(settings.perceptual)
+    note = "" if perceptual == settings.perceptual else f" (asked {settings.perceptual}: weights absent)"
+    print(f"encode {a.source}: {n} frames at {settings.size}px, rank {settings.rank}, interval "
+          f"{settings.interval}, model {settings.model}, perceptual loss {perceptual}{note}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        recon_dir = stack.enter_context(atomic_dir(a.recon)) if a.recon else None
+        done = _run(encode(a.source, settings, out, frames=frames, resume=not a.no_resume, force=a.force),
+                    recon_dir, a.quiet, settings)
+    print(f"wrote {out}: {done.total_bytes} bytes, {done.kbps:.2f} kbps "
+          f"({done.kbps_without_init:.2f} without the init latent), {done.elapsed:.1f} s, "
+          f"model {done.extra['model']}, perceptual {done.extra['perceptual']}", file=sys.stderr)
+    return 0
+
+
+def _run(job, recon_dir: Path | None, quiet: bool, settings) -> records.Done:
+    from tqdm import tqdm
+
+    bar = None
+    done = None
+    try:
+        for r in job:
+            if isinstance(r, records.Started):
+                todo = [settings.first_iters] + [settings.iters] * (r.n_keyframes - 1)
+                bar = tqdm(total=sum(todo[r.resumed_keyframes:]), file=sys.stderr, disable=quiet,
+                           unit="it", dynamic_ncols=True)
+                tqdm.write(f"model {r.model}; {r.n_keyframes} keyframes"
+                          + (f", resuming after {r.resumed_keyframes}" if r.resumed_keyframes else ""),
+                           file=sys.stderr)
+                n_key = r.n_keyframes
+            elif isinstance(r, records.Iteration) and bar is not None:
+                bar.set_description(f"kf {r.keyframe + 1}/{n_key} it {r.iteration}/{r.iterations}", refresh=False)
+                bar.set_postfix(loss=f"{r.loss:.4f}", best=f"{r.best_loss:.4f}", refresh=False)
+                bar.update(1)
+            elif isinstance(r, records.KeyframeDone) and bar is not None:
+                tqdm.write(f"keyframe {r.keyframe}: loss {r.first_loss:.4f} -> {r.loss:.4f}, {r.record_bytes} bytes",
+                           file=sys.stderr)
+            elif isinstance(r, records.Frame) and recon_dir is not None:
+                path = recon_dir / f"{r.index:05d}.png"
+                if not cv2.imwrite(str(path), cv2.cvtColor(r.image, cv2.COLOR_RGB2BGR)):
+                    raise PromptlabError(f"cannot write {path}")
+            elif isinstance(r, records.Done):
+                done = r
+    finally:
+        if bar is not None:
+            bar.close()
+    assert done is not None
+    return done

@@ -1,0 +1,54 @@
+"""`decode`: regenerate every frame of a .plab stream, yielding progress records.
+
+Runs the same `generate_segment` call per segment as the encoder's reconstruction, so on the
+same backend the frames are bit-identical to what the sender saw. Bytes attributed to frames
+follow the encoder: header + init latent on frame 0, each keyframe record spread evenly over
+its segment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from promptlab.codec import rate
+from promptlab.codec.container import Stream, read_stream
+from promptlab.codec.schedule import segments
+from promptlab.engine import records
+from promptlab.engine.generator import generate_stream
+from promptlab.models.base import Model
+
+
+def decode(
+    stream: str | Path | Stream,
+    *,
+    model: str | Model | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    cancel: Any = None,
+) -> Iterator[Any]:
+    """Yield Started, one Frame per frame, then Done. `model` defaults to the stream's model name."""
+    t_start = time.perf_counter()
+    path = None if isinstance(stream, Stream) else str(stream)
+    s = stream if isinstance(stream, Stream) else read_stream(stream)
+    h = s.header
+    if not isinstance(model, Model):
+        from promptlab.models.registry import load_model
+
+        model = load_model(model or h.model, device, dtype)
+    segs = segments(h.n_frames, h.interval)
+    yield records.Started(job="decode", n_frames=h.n_frames, n_keyframes=len(segs), width=h.width,
+                          height=h.height, fps=h.fps, model=model.label, header_bytes=s.header_bytes,
+                          init_bytes=s.init_bytes)
+    lengths = {seg.index: seg.length for seg in segs}
+    n = 0
+    for frame, image, ms, k in generate_stream(model, s, cancel=cancel):
+        nbytes = s.keyframe_bytes[k] / lengths[k] + (s.header_bytes + s.init_bytes if frame == 0 else 0)
+        yield records.Frame(index=frame, image=image, gen_ms=ms, bytes=nbytes, keyframe=k)
+        n += 1
+    yield records.Done(job="decode", path=path, total_bytes=s.total_bytes,
+                       kbps=rate.kbps(s.total_bytes, h.n_frames, h.fps),
+                       kbps_without_init=rate.kbps(s.total_bytes - s.init_bytes, h.n_frames, h.fps),
+                       elapsed=time.perf_counter() - t_start, extra={"model": model.label, "frames": n})

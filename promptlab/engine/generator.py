@@ -1,0 +1,120 @@
+"""The one-step generator that sender and receiver both run (promptus-reference.md §1).
+
+    sigma = 14.614641 (t = 999), s = sqrt(1 + sigma²), c_in = 1/s
+    x   = z · s                      (the noisy latent at sigma)
+    eps = UNet(x · c_in, t=999, c)
+    x0  = x − sigma · eps            (no noise added after the step)
+    image = TAESD-decoder(x0) ∈ [−1, 1]
+
+All arithmetic is float32 in this order (the UNet itself may run in bf16/fp16). The input
+latent of a segment is z = blend·Z_prev + (1−blend)·N0 with N0 a fixed noise from
+numpy.random.RandomState(seed); every frame of a segment shares z, so a segment is generated
+in ONE batch. The encoder's reconstruction and the decoder call `generate_segment` with the
+same batch, so their frames are bit-identical on the same backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from promptlab.codec.container import Stream
+from promptlab.codec.prompt import compose, interpolate
+from promptlab.codec.schedule import Segment, segments
+from promptlab.errors import Cancelled, PromptlabError
+from promptlab.models.base import Model
+
+SIGMA = 14.614641
+TIMESTEP = 999
+
+
+def fixed_noise(seed: int, shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """N0, identical at sender and receiver: RandomState(seed).randn(1, C, H/8, W/8) as float32."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(*shape).astype(np.float32))
+
+
+def segment_input(z_prev: torch.Tensor, noise: torch.Tensor, blend: float) -> torch.Tensor:
+    """z = blend·Z_prev + (1−blend)·N0 (float32; pass the header's blend, not the setting's)."""
+    b = torch.tensor(blend, dtype=torch.float32)
+    return b * z_prev.float().cpu() + (1 - b) * noise
+
+
+def segment_contexts(
+    seg: Segment, cur: tuple[torch.Tensor, torch.Tensor],
+    prev: tuple[torch.Tensor, torch.Tensor] | None, interp: str,
+) -> torch.Tensor:
+    """Prompts (N, 77, D) of a segment's frames: keyframe 0 alone, later ones interpolated from prev."""
+    u, v = cur
+    if seg.index == 0 or prev is None:
+        return compose(u, v).unsqueeze(0).expand(seg.length, -1, -1)
+    return interpolate(prev[0], prev[1], u, v, seg.alphas().to(u.device), interp)
+
+
+def forward(model: Model, z: torch.Tensor, contexts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 (N, C, h, w) float32 and images (N, 3, H, W) float32 in [-1, 1]; differentiable in contexts."""
+    n = contexts.shape[0]
+    dev = model.device
+    sigma = torch.tensor(SIGMA, dtype=torch.float32, device=dev)
+    s = torch.sqrt(1 + sigma * sigma)
+    c_in = 1 / s
+    x = z.to(dev, torch.float32).expand(n, -1, -1, -1) * s
+    t = torch.full((n,), TIMESTEP, dtype=torch.long, device=dev)
+    eps = model.unet(x * c_in, t, contexts.to(dev)).float()
+    x0 = x - sigma * eps
+    images = model.decode(x0).float()
+    return x0, images
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 via round((clamp(x, -1, 1) + 1) · 127.5)."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def generate_segment(model: Model, z: torch.Tensor, contexts: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """One segment in one batch, no gradients: (x0 latents float32 on CPU, uint8 images (N, H, W, 3))."""
+    with torch.no_grad():
+        x0, images = forward(model, z, contexts)
+    return x0.cpu(), to_uint8(images)
+
+
+def check_compatible(model: Model, stream: Stream) -> None:
+    """A stream fitted for one context width cannot drive a model with another."""
+    h = stream.header
+    if model.context_dim != h.context_dim or model.latent_channels != h.latent_channels:
+        raise PromptlabError(
+            f"stream is for a model with context {h.tokens}x{h.context_dim} and {h.latent_channels} latent "
+            f"channels, but {model.label} has {model.tokens}x{model.context_dim} and {model.latent_channels}"
+        )
+    if h.height % model.latent_factor or h.width % model.latent_factor:
+        raise PromptlabError(f"frame size {h.width}x{h.height} is not a multiple of {model.latent_factor}")
+
+
+def generate_stream(model: Model, stream: Stream, cancel: Any = None) -> Iterator[tuple[int, np.ndarray, float, int]]:
+    """Regenerate every frame: (frame index, uint8 image, generation ms for the frame, keyframe index)."""
+    check_compatible(model, stream)
+    h = stream.header
+    if stream.init_latent is None:
+        raise PromptlabError("stream has no init latent")
+    noise = fixed_noise(h.seed, h.latent_shape)
+    z_prev = stream.init_latent
+    prev = None
+    for seg in segments(h.n_frames, h.interval):
+        if seg.index >= len(stream.keyframes):
+            break  # a partial stream: regenerate what it holds
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("decode cancelled")
+        cur = stream.keyframes[seg.index].factors()
+        contexts = segment_contexts(seg, (cur[0].to(model.device), cur[1].to(model.device)), prev, h.interp)
+        z = segment_input(z_prev, noise, h.blend)
+        t0 = time.perf_counter()
+        x0, images = generate_segment(model, z, contexts)
+        ms = (time.perf_counter() - t0) * 1000 / seg.length
+        for i, frame in enumerate(seg.frames):
+            yield frame, images[i], ms, seg.index
+        z_prev = x0[-1:]
+        prev = (cur[0].to(model.device), cur[1].to(model.device))

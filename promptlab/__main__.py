@@ -1,3 +1,4 @@
 from promptlab.cli.main import entry
 
-entry()
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""The desktop lab: the only package that imports Qt (jobs, results, session and report do not)."""

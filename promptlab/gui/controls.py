@@ -1,0 +1,235 @@
+"""The method's knobs under their real names, bound to one Settings object.
+
+Rank can be set directly or solved from a target bitrate (promptlab.codec.rate.solve_rank);
+the estimate below always counts every byte, init latent included. Cache policies other than
+"none" are listed but disabled until the engine supports them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from promptlab.errors import PromptlabError
+from promptlab.settings import Settings, list_presets, load_preset, preset_path, save_settings_file
+
+CACHE_NOTE = "only 'none' is live: the engine does not support caching yet"
+
+
+def _spin(lo: int, hi: int, step: int = 1, tip: str = "") -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setSingleStep(step)
+    s.setToolTip(tip)
+    return s
+
+
+class Controls(QWidget):
+    """Emits `changed` on any edit; `settings()` is the Settings the widgets describe."""
+
+    changed = Signal()
+    runRequested = Signal()
+    cancelRequested = Signal()
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._base = settings
+        self.n_frames = 1
+        self.model = QComboBox()
+        self._fill_models()
+        self.frames = QLineEdit()
+        self.frames.setPlaceholderText("all frames (or A:B)")
+        self.size = _spin(64, 1024, 64, "frame side in pixels (square, centre-cropped)")
+        self.rank = _spin(1, 1024, 1, "rank r of the prompt factors U (77×r) and V (r×d)")
+        self.use_target = QCheckBox("solve rank for target bitrate")
+        self.target = QDoubleSpinBox()
+        self.target.setRange(1.0, 100000.0)
+        self.target.setSuffix(" kbps")
+        self.target.setDecimals(1)
+        self.target.setValue(200.0)
+        self.interval = _spin(1, 1000, 1, "keyframe interval k: frames between keyframes (interpolation window)")
+        self.bits = _spin(2, 8, 1, "quantisation bits per factor value")
+        self.iters = _spin(1, 100000, 10, "Adam iterations per later keyframe")
+        self.first_iters = _spin(1, 100000, 10, "Adam iterations for keyframe 0")
+        self.cache = QComboBox()
+        for name in ("none", "lossless", "lossy"):
+            self.cache.addItem(name)
+        for i in (1, 2):
+            self.cache.model().item(i).setEnabled(False)
+        self.cache.setToolTip(CACHE_NOTE)
+        self.cache_threshold = QDoubleSpinBox()
+        self.cache_threshold.setRange(0.0, 1.0)
+        self.cache_threshold.setSingleStep(0.01)
+        self.cache_threshold.setEnabled(False)
+        self.cache_threshold.setToolTip(CACHE_NOTE)
+        self.baseline = QCheckBox("H.265 at the same bitrate (third pane)")
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
+        self.presets = QComboBox()
+        self.presets.addItems(list_presets())
+        self.load_btn = QPushButton("Load")
+        self.save_btn = QPushButton("Save as…")
+        self.run_btn = QPushButton("Run (Ctrl+R)")
+        self.cancel_btn = QPushButton("Cancel (Esc)")
+        self.cancel_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self._build()
+        self.set_settings(settings)
+        for w in (self.size, self.rank, self.interval, self.bits, self.iters, self.first_iters):
+            w.valueChanged.connect(self._edited)
+        self.target.valueChanged.connect(self._edited)
+        self.cache_threshold.valueChanged.connect(self._edited)
+        self.use_target.toggled.connect(self._edited)
+        self.model.currentIndexChanged.connect(self._edited)
+        self.cache.currentIndexChanged.connect(self._edited)
+        self.frames.editingFinished.connect(self.changed.emit)
+        self.baseline.toggled.connect(lambda _: self.changed.emit())
+        self.load_btn.clicked.connect(lambda: self.apply_preset(self.presets.currentText()))
+        self.save_btn.clicked.connect(self._save_preset_dialog)
+        self.run_btn.clicked.connect(self.runRequested.emit)
+        self.cancel_btn.clicked.connect(self.cancelRequested.emit)
+
+    def _fill_models(self) -> None:
+        try:
+            from promptlab.models.registry import available_models
+
+            models = available_models()
+        except Exception as exc:  # noqa: BLE001 - the list is informative only
+            models = [("tiny", True, f"built in (registry failed: {exc})")]
+        for name, ok, reason in models:
+            self.model.addItem(f"{name} — {'available' if ok else 'unavailable'}: {reason}"[:90], name)
+            idx = self.model.count() - 1
+            self.model.setItemData(idx, reason, 3)  # Qt.ToolTipRole
+            if not ok:
+                self.model.model().item(idx).setEnabled(False)
+
+    def _build(self) -> None:
+        form = QFormLayout()
+        form.addRow("Model", self.model)
+        form.addRow("Frames", self.frames)
+        form.addRow("Size (px)", self.size)
+        form.addRow("Rank", self.rank)
+        form.addRow(self.use_target, self.target)
+        form.addRow("Keyframe interval", self.interval)
+        form.addRow("Quantisation bits", self.bits)
+        form.addRow("Iterations (keyframe 0)", self.first_iters)
+        form.addRow("Iterations (later keyframes)", self.iters)
+        form.addRow("Cache policy", self.cache)
+        form.addRow("Lossy cache threshold", self.cache_threshold)
+        note = QLabel(f"<i>{CACHE_NOTE}</i>")
+        note.setWordWrap(True)
+        form.addRow(note)
+        form.addRow(self.baseline)
+        box = QGroupBox("Settings")
+        box.setLayout(form)
+        pre = QHBoxLayout()
+        pre.addWidget(QLabel("Preset"))
+        pre.addWidget(self.presets, 1)
+        pre.addWidget(self.load_btn)
+        pre.addWidget(self.save_btn)
+        run = QHBoxLayout()
+        run.addWidget(self.run_btn)
+        run.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.addWidget(box)
+        lay.addLayout(pre)
+        lay.addWidget(self.estimate)
+        lay.addLayout(run)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+    # ------------------------------------------------------------------ settings <-> widgets
+    def set_settings(self, s: Settings) -> None:
+        self._base = s
+        widgets = (self.size, self.rank, self.interval, self.bits, self.iters, self.first_iters,
+                   self.model, self.cache, self.cache_threshold)
+        for w in widgets:
+            w.blockSignals(True)
+        self.size.setValue(s.size)
+        self.rank.setValue(s.rank)
+        self.interval.setValue(s.interval)
+        self.bits.setValue(s.bits)
+        self.iters.setValue(s.iters)
+        self.first_iters.setValue(s.first_iters)
+        i = self.model.findData(s.model)
+        if i >= 0:
+            self.model.setCurrentIndex(i)
+        self.cache.setCurrentText(s.cache if s.cache == "none" else "none")
+        self.cache_threshold.setValue(s.cache_threshold)
+        for w in widgets:
+            w.blockSignals(False)
+        self._edited()
+
+    def settings(self) -> Settings:
+        return self._base.replace(
+            model=self.model.currentData() or self._base.model, size=max(8, round(self.size.value() / 8) * 8),
+            rank=self.rank.value(), interval=self.interval.value(), bits=self.bits.value(),
+            iters=self.iters.value(), first_iters=self.first_iters.value(),
+            cache=self.cache.currentText(), cache_threshold=self.cache_threshold.value())
+
+    def set_n_frames(self, n: int) -> None:
+        self.n_frames = max(1, n)
+        self._edited()
+
+    def _edited(self, *_: object) -> None:
+        self.target.setEnabled(self.use_target.isChecked())
+        self.rank.setEnabled(not self.use_target.isChecked())
+        try:
+            from promptlab.codec import rate
+
+            if self.use_target.isChecked():
+                r = rate.solve_rank(self.target.value(), self.settings(), self.n_frames)
+                self.rank.blockSignals(True)
+                self.rank.setValue(r)
+                self.rank.blockSignals(False)
+            est = rate.estimate(self.settings(), self.n_frames)
+            self.estimate.setText(
+                f"<b>{est.kbps:.1f} kbps</b> for {self.n_frames} frames, every byte counted "
+                f"({est.kbps_without_init:.1f} kbps without the {est.init_bytes} B init latent); "
+                f"header {est.header_bytes} B, {len(est.keyframe_bytes)} keyframes × ≤{est.keyframe_bytes[0]} B")
+        except PromptlabError as exc:
+            self.estimate.setText(f"<span style='color:#ff6666'>{exc}</span>")
+        except ImportError:
+            self.estimate.setText("rate model unavailable")
+        self.changed.emit()
+
+    # ------------------------------------------------------------------ presets
+    def apply_preset(self, name: str) -> None:
+        """Keep the current model; a preset sets the method's knobs."""
+        s = load_preset(name, self.settings())
+        self.set_settings(s)
+
+    def save_preset(self, name: str) -> str:
+        save_settings_file(self.settings(), preset_path(name), description="saved from promptlab gui")
+        self.presets.clear()
+        self.presets.addItems(list_presets())
+        self.presets.setCurrentText(name)
+        return name
+
+    def _save_preset_dialog(self) -> None:
+        name, ok = QInputDialog.getText(self, "Save preset", "Preset name (saved in presets/):")
+        if ok and name.strip():
+            self.save_preset(name.strip())
+
+    def set_running(self, running: bool) -> None:
+        self.run_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)

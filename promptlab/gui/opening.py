@@ -1,0 +1,140 @@
+"""Opening sources for the lab window: dialogs, drag-and-drop, videos, image folders, .plab streams.
+
+A mixin of MainWindow (it uses the window's controls, viewer, transport and plots). The
+originals are read in a thread: PyAV and OpenCV release the GIL, and a timer hands them over.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from PySide6.QtWidgets import QFileDialog
+
+from promptlab.errors import PromptlabError
+
+
+class OpeningMixin:
+    """Everything between "the user named a file" and "its frames are in the viewer"."""
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video or .plab stream", "",
+                                              "Videos and streams (*.mp4 *.mkv *.mov *.avi *.webm *.plab);;All files (*)")
+        if path:
+            self.open(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of numbered images")
+        if path:
+            self.open(path)
+
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open(urls[0])
+
+    def open(self, path: str, frames: str | None = None) -> bool:
+        """Open a video, image folder or .plab; errors go to the banner, never up the stack."""
+        try:
+            if frames is not None:
+                self.controls.frames.setText(frames)
+            if str(path).endswith(".plab"):
+                self._open_stream(path)
+            else:
+                self._open_source(path)
+        except PromptlabError as exc:
+            self.show_error(str(exc))
+            return False
+        self.last_error = ""
+        self.banner.setVisible(False)
+        return True
+
+    def _open_source(self, path: str) -> None:
+        from promptlab.io.video import count_frames, parse_frames, probe
+
+        info = probe(path)
+        self.frames = parse_frames(self.controls.frames.text() or None)
+        n = count_frames(path, self.frames)
+        self.source, self.stream = str(path), None
+        self.controls.set_settings(self.controls.settings().replace(fps=info.fps))
+        self.controls.set_n_frames(n)
+        self.source_label.setText(f"{path}  ({info.kind}, {info.width}×{info.height}, {info.fps:g} fps, {n} frames)")
+        self.transport.set_count(n, (self.frames or (0, None))[0], info.fps)
+        self.plots.set_fps(info.fps)
+        self._reset_results()
+        self._start_loader()
+
+    def _open_stream(self, path: str) -> None:
+        from promptlab.codec.container import read_stream
+
+        h = read_stream(path).header
+        s = self.controls.settings().replace(model=h.model, size=h.width, rank=h.rank, bits=h.bits,
+                                             interval=h.interval, fps=h.fps)
+        self.source, self.stream, self.frames = None, str(path), None
+        self.controls.set_settings(s)
+        self.controls.set_n_frames(h.n_frames)
+        self.source_label.setText(f"{path}  (.plab, {h.model}, {h.width}×{h.height}, {h.n_frames} frames)")
+        self.transport.set_count(h.n_frames, 0, h.fps)
+        self.plots.set_fps(h.fps)
+        self._reset_results()
+        self.viewer.set_originals([])
+
+    def _reset_results(self) -> None:
+        self.rows: dict[int, dict] = {}
+        self.base_rows: dict[int, dict] = {}
+        self.viewer.clear_results()
+        self.plots.clear()
+        self.shown_key = None
+
+    def _reload_if_needed(self) -> None:
+        """A new frame range, size or crop changes the originals: read them again."""
+        from promptlab.io.video import parse_frames
+
+        try:
+            frames = parse_frames(self.controls.frames.text() or None)
+        except PromptlabError as exc:
+            self.show_error(str(exc))
+            return
+        s = self.controls.settings()
+        if frames != self.frames:
+            self.open(self.source)
+        elif (s.size, s.crop) != self._loaded_for:
+            self._start_loader()
+
+    def _start_loader(self) -> None:
+        """Read the originals in a thread (PyAV and OpenCV release the GIL) and hand them over."""
+        from promptlab.io.video import read_frames
+
+        self._load_token += 1
+        token, src, frames = self._load_token, self.source, self.frames
+        s = self.controls.settings()
+        self._loaded_for = (s.size, s.crop)
+
+        def work() -> None:
+            try:
+                self._load_q.put((token, list(read_frames(src, frames=frames, size=s.size, crop=s.crop)), None))
+            except Exception as exc:  # noqa: BLE001 - shown in the window
+                self._load_q.put((token, None, str(exc)))
+
+        threading.Thread(target=work, daemon=True).start()
+        self._load_timer.start()
+
+    def _poll_loader(self) -> None:
+        try:
+            token, frames, err = self._load_q.get_nowait()
+        except queue.Empty:
+            return
+        if token != self._load_token:
+            return
+        self._load_timer.stop()
+        if err:
+            self.show_error(err)
+        else:
+            self.viewer.set_originals(frames)
+            self.transport.set_count(len(frames), self.transport.offset, self.transport.fps)
+            self.seek(self.transport.index())
+

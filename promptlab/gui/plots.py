@@ -1,0 +1,233 @@
+"""Per-frame plots that grow while the engines run: quality, bandwidth, generation time.
+
+One curve item per series, updated with setData by a throttling QTimer (never a rebuilt plot
+per frame). Clicking a point (or anywhere on a plot) asks the viewer to seek to that frame.
+A list of the worst frames sits beside the plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+SEVERE_LPIPS = 0.32
+THROTTLE_MS = 200
+BLUE, ORANGE, GREY, RED = "#4aa3ff", "#ff9f40", "#aaaaaa", "#ff5555"
+
+
+class Series:
+    """One per-frame series: values by frame index, drawn by one PlotDataItem."""
+
+    def __init__(self, plot: pg.PlotItem, name: str, color: str, symbol: str = "o") -> None:
+        self.values: dict[int, float] = {}
+        self.item = plot.plot([], [], name=name, pen=pg.mkPen(color, width=1.5), symbol=symbol,
+                              symbolSize=6, symbolBrush=color, symbolPen=None)
+
+    def set(self, index: int, value: float | None) -> None:
+        if value is not None and math.isfinite(value):
+            self.values[index] = float(value)
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.item.setData([], [])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        xs = np.array(sorted(self.values), dtype=float)
+        return xs, np.array([self.values[int(x)] for x in xs], dtype=float)
+
+    def redraw(self) -> None:
+        x, y = self.arrays()
+        self.item.setData(x, y)
+
+
+class PlotPanel(QWidget):
+    """Three linked per-frame plots and the worst-frames list; `frameClicked` carries an index."""
+
+    frameClicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.fps = 30.0
+        self.quality_is_lpips = True
+        self.glw = pg.GraphicsLayoutWidget()
+        self.glw.setBackground("#1c1c1c")
+        self.q = self.glw.addPlot(row=0, col=0)
+        self.bw = self.glw.addPlot(row=1, col=0)
+        self.t = self.glw.addPlot(row=2, col=0)
+        for p in (self.q, self.bw, self.t):
+            p.showGrid(x=False, y=True, alpha=0.25)  # the x grid doubles the paint cost
+            p.addLegend(offset=(-10, 5), labelTextSize="8pt")
+            p.setLabel("bottom", "frame")
+            p.setMouseEnabled(x=True, y=False)
+            for ax in ("left", "bottom", "right"):
+                p.getAxis(ax).enableAutoSIPrefix(False)
+        self.bw.setXLink(self.q)
+        self.t.setXLink(self.q)
+        self.quality = Series(self.q, "promptlab", BLUE)
+        self.quality_base = Series(self.q, "H.265 same kbps", ORANGE, "t")
+        self.severe = pg.InfiniteLine(pos=SEVERE_LPIPS, angle=0, pen=pg.mkPen(RED, style=Qt.PenStyle.DashLine),
+                                      label=f"severe > {SEVERE_LPIPS}", labelOpts={"color": RED, "position": 0.12})
+        self.q.addItem(self.severe)
+        self.bytes = Series(self.bw, "promptlab bytes/frame", BLUE)
+        self.bytes_base = Series(self.bw, "H.265 bytes/frame", ORANGE, "t")
+        self.running = Series(self.bw, "running mean (right axis: kbps)", GREY, None)
+        self.gen = Series(self.t, "generation ms/frame", BLUE)
+        self.all = [self.quality, self.quality_base, self.bytes, self.bytes_base, self.running, self.gen]
+        self.cursors = []
+        for p in (self.q, self.bw, self.t):
+            c = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#ffcc00", width=1))
+            p.addItem(c, ignoreBounds=True)
+            self.cursors.append(c)
+            p.scene().sigMouseClicked.connect(self._scene_clicked)
+        for s in self.all:
+            s.item.sigPointsClicked.connect(self._points_clicked)
+        self.init_text = pg.TextItem("", color=GREY, anchor=(0, 1))
+        self.bw.addItem(self.init_text, ignoreBounds=True)
+        self.kbps_label = QLabel("")
+        self.worst = QListWidget()
+        self.worst.setMaximumWidth(230)
+        self.worst.itemClicked.connect(lambda it: self.frameClicked.emit(int(it.data(Qt.ItemDataRole.UserRole))))
+        side = QVBoxLayout()
+        self.worst_title = QLabel("Worst frames (LPIPS, click to view)")
+        side.addWidget(self.worst_title)
+        side.addWidget(self.worst, 1)
+        side.addWidget(self.kbps_label)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.glw, 1)
+        lay.addLayout(side)
+        self.init_bytes = 0
+        self._dirty = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(THROTTLE_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+        self.set_quality_metric(True)
+        self.set_baseline_visible(False)
+
+    # ------------------------------------------------------------------ labels
+    def set_quality_metric(self, lpips: bool, note: str = "") -> None:
+        """LPIPS when its weights exist, else PSNR, and the plot says which and why."""
+        self.quality_is_lpips = lpips
+        if lpips:
+            self.q.setTitle("LPIPS per frame — lower is better")
+            self.q.setLabel("left", "LPIPS")
+            self.worst_title.setText("Worst frames (highest LPIPS)")
+        else:
+            self.q.setTitle("PSNR per frame (dB) — higher is better — LPIPS unavailable: run promptlab fetch-weights lpips")
+            self.glw.setToolTip(note)
+            self.q.setLabel("left", "PSNR", units="dB")
+            self.worst_title.setText("Worst frames (lowest PSNR)")
+        self.severe.setVisible(lpips)
+        self.bw.setTitle("Bandwidth per frame — lower is better (every byte counted)")
+        self.bw.setLabel("left", "bytes/frame")
+        self.bw.showAxis("right")
+        self.bw.getAxis("right").setScale(8 * self.fps / 1000)
+        self.bw.setLabel("right", "kbps")
+        self.t.setTitle("Generation time per frame — lower is better")
+        self.t.setLabel("left", "ms/frame")
+
+    # ------------------------------------------------------------------ data in
+    def clear(self) -> None:
+        for s in self.all:
+            s.clear()
+        self.worst.clear()
+        self.kbps_label.setText("")
+        self.init_text.setText("")
+        self._dirty = False
+
+    def set_fps(self, fps: float) -> None:
+        self.fps = fps
+        self.bw.getAxis("right").setScale(8 * fps / 1000)
+
+    def set_init(self, init_bytes: int, header_bytes: int) -> None:
+        self.init_bytes = init_bytes
+        self.init_text.setText(f"init latent {init_bytes} B + header {header_bytes} B (in frame 0)")
+
+    def add_frame(self, row: dict) -> None:
+        i = int(row["index"])
+        q = row.get("lpips") if self.quality_is_lpips else row.get("psnr")
+        self.quality.set(i, q)
+        self.bytes.set(i, row.get("bytes"))
+        self.gen.set(i, row.get("gen_ms"))
+        xs, ys = self.bytes.arrays()
+        if len(xs):
+            self.running.values = {int(x): float(v) for x, v in zip(xs, np.cumsum(ys) / np.arange(1, len(ys) + 1), strict=True)}
+            self.kbps_label.setText(f"running {ys.sum() * 8 * self.fps / len(ys) / 1000:.1f} kbps\n"
+                                    f"({len(ys)} frames, {ys.sum():.0f} B incl. init)")
+        self._dirty = True
+
+    def add_keyframe_bytes(self, frames: list[int], record_bytes: int) -> None:
+        """During encoding, spread a keyframe record over its frames (replaced by the decoder's numbers)."""
+        for f in frames:
+            self.bytes.set(int(f), record_bytes / max(1, len(frames)))
+        self._dirty = True
+
+    def add_baseline(self, row: dict) -> None:
+        i = int(row["index"])
+        self.quality_base.set(i, row.get("lpips") if self.quality_is_lpips else row.get("psnr"))
+        self.bytes_base.set(i, row.get("bytes"))
+        self._dirty = True
+
+    def set_baseline_visible(self, on: bool) -> None:
+        """H.265 curves (and their legend entries) only when the baseline is asked for."""
+        for s, plot in ((self.quality_base, self.q), (self.bytes_base, self.bw)):
+            legend = plot.legend
+            if on and not s.item.isVisible():
+                legend.addItem(s.item, s.item.name())
+            elif not on and s.item.isVisible():
+                legend.removeItem(s.item)
+            s.item.setVisible(on)
+
+    def set_cursor(self, index: int) -> None:
+        for c in self.cursors:
+            c.setValue(index)
+
+    def point_count(self) -> int:
+        return len(self.quality.values)
+
+    # ------------------------------------------------------------------ drawing
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        for s in self.all:
+            s.redraw()
+        self._update_worst()
+
+    def _update_worst(self, n: int = 10) -> None:
+        vals = self.quality.values
+        order = sorted(vals, key=lambda i: vals[i], reverse=self.quality_is_lpips)[:n]
+        self.worst.clear()
+        for i in order:
+            unit = "" if self.quality_is_lpips else " dB"
+            it = QListWidgetItem(f"frame {i:4d}   {vals[i]:.4f}{unit}")
+            it.setData(Qt.ItemDataRole.UserRole, i)
+            self.worst.addItem(it)
+
+    # ------------------------------------------------------------------ clicks
+    def _points_clicked(self, item, points, *args) -> None:
+        if len(points):
+            self.frameClicked.emit(int(round(points[0].pos().x())))
+
+    def _scene_clicked(self, ev) -> None:
+        if ev.isAccepted():
+            return
+        for p in (self.q, self.bw, self.t):
+            if p.vb.sceneBoundingRect().contains(ev.scenePos()):
+                x = p.vb.mapSceneToView(ev.scenePos()).x()
+                known = sorted(set(self.quality.values) | set(self.bytes.values))
+                if known:
+                    self.frameClicked.emit(int(min(known, key=lambda k: abs(k - x))))
+                return

@@ -1,0 +1,335 @@
+"""The lab window: controls on the left, viewer above the live plots, one job at a time.
+
+It owns the flow: open a source, run (or reuse a cached result), route job messages to the
+viewer and plots, mark results stale when a setting changes, show engine errors in the window.
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from promptlab.errors import PromptlabError
+from promptlab.gui.controls import Controls
+from promptlab.gui.jobs import DEFAULT_PIPELINE, JobSpec
+from promptlab.gui.opening import OpeningMixin
+from promptlab.gui.plots import PlotPanel
+from promptlab.gui.report import export_csv, export_frame_pngs, summary_text
+from promptlab.gui.results import Result, ResultsCache, result_key
+from promptlab.gui.session import Session, save_session
+from promptlab.gui.transport import Transport
+from promptlab.gui.viewer import MODE_LABELS, MODES, Viewer
+from promptlab.gui.worker import JobRunner
+
+
+class MainWindow(OpeningMixin, QMainWindow):
+    """`jobDone(outcome)` fires when a run ends: "finished", "cached", "cancelled" or "error"."""
+
+    jobDone = Signal(str)
+
+    def __init__(self, session: Session | None = None, cache: ResultsCache | None = None) -> None:
+        super().__init__()
+        self.session = session or Session()
+        self.cache = cache or ResultsCache()
+        self.pipeline = DEFAULT_PIPELINE
+        self.source: str | None = None
+        self.stream: str | None = None
+        self.frames: tuple[int, int | None] | None = None
+        self.shown_key: str | None = None
+        self.running_key: str | None = None
+        self.last_error = ""
+        self._load_q: queue.Queue = queue.Queue()
+        self._load_token = 0
+        self._loaded_for: tuple[int, str] | None = None
+        self.setWindowTitle("promptlab lab")
+        self.setAcceptDrops(True)
+        self.runner = JobRunner(self)
+        self.controls = Controls(self.session.settings)
+        self.controls.setMaximumWidth(460)
+        self.viewer = Viewer()
+        self.transport = Transport()
+        self.plots = PlotPanel()
+        self.rows: dict[int, dict] = {}
+        self.base_rows: dict[int, dict] = {}
+        self.banner = QLabel("")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self.source_label = QLabel("no source")
+        self._build()
+        self._wire()
+        self.controls.baseline.setChecked(self.session.baseline)
+        self.controls.frames.setText(self.session.frames)
+        self.set_mode(self.session.view_mode if self.session.view_mode in MODES else "side")
+        self._load_timer = QTimer(self)
+        self._load_timer.setInterval(50)
+        self._load_timer.timeout.connect(self._poll_loader)
+        self.resize(1400, 900)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        open_btn = QPushButton("Open video… (Ctrl+O)")
+        open_btn.clicked.connect(self.open_dialog)
+        folder_btn = QPushButton("Open folder…")
+        folder_btn.clicked.connect(self.open_folder_dialog)
+        top = QHBoxLayout()
+        top.addWidget(open_btn)
+        top.addWidget(folder_btn)
+        top.addWidget(self.source_label, 1)
+        self.mode_group = QButtonGroup(self)
+        for k, mode in enumerate(MODES):
+            b = QPushButton(f"{MODE_LABELS[mode]} ({k + 1})")
+            b.setCheckable(True)
+            self.mode_group.addButton(b, k)
+            top.addWidget(b)
+        self.mode_group.idClicked.connect(lambda k: self.set_mode(MODES[k]))
+        center = QWidget()
+        v = QVBoxLayout(center)
+        v.addLayout(top)
+        v.addWidget(self.banner)
+        split = QSplitter(Qt.Orientation.Vertical)
+        viewer_box = QWidget()
+        vb = QVBoxLayout(viewer_box)
+        vb.setContentsMargins(0, 0, 0, 0)
+        vb.addWidget(self.viewer, 1)
+        vb.addWidget(self.transport)
+        split.addWidget(viewer_box)
+        split.addWidget(self.plots)
+        split.setSizes([480, 420])
+        v.addWidget(split, 1)
+        outer = QSplitter(Qt.Orientation.Horizontal)
+        outer.addWidget(self.controls)
+        outer.addWidget(center)
+        outer.setSizes([330, 1070])
+        self.setCentralWidget(outer)
+
+    def _wire(self) -> None:
+        self.transport.indexChanged.connect(self._seeked)
+        self.plots.frameClicked.connect(self.seek)
+        self.controls.changed.connect(self._settings_changed)
+        self.controls.runRequested.connect(self.run)
+        self.controls.cancelRequested.connect(self.cancel)
+        self.controls.baseline.toggled.connect(self.viewer.set_show_baseline)
+        self.controls.baseline.toggled.connect(self.plots.set_baseline_visible)
+        self.runner.message.connect(self._on_message)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.failed.connect(self.show_error)
+        self.runner.finished.connect(self._on_finished)
+        keys = {
+            "Left": lambda: self.transport.step(-1), "Right": lambda: self.transport.step(1),
+            "Space": self.transport.toggle_play, "Home": lambda: self.seek(0),
+            "End": lambda: self.seek(self.viewer.count() - 1), "Ctrl+O": self.open_dialog,
+            "Ctrl+Shift+O": self.open_folder_dialog, "Ctrl+R": self.run, "Escape": self.cancel,
+            "1": lambda: self.set_mode("side"), "2": lambda: self.set_mode("split"),
+            "3": lambda: self.set_mode("diff"), "B": lambda: self.controls.baseline.toggle(),
+            "+": lambda: self.viewer.zoom(0.8), "-": lambda: self.viewer.zoom(1.25),
+            "0": self.viewer.fit, "Ctrl+E": self.export_dialog,
+        }
+        for seq, fn in keys.items():
+            QShortcut(QKeySequence(seq), self, activated=fn)
+
+    # ------------------------------------------------------------------ running
+    def current_key(self) -> str | None:
+        if self.stream:
+            return None
+        if not self.source:
+            return None
+        return result_key(self.source, self.controls.settings(), self._frames_tuple())
+
+    def _frames_tuple(self) -> tuple[int, int] | None:
+        return None if self.frames is None else (self.frames[0], self.frames[1])
+
+    def run(self) -> None:
+        """Reuse a finished result for these settings if one exists; otherwise start one job."""
+        if self.runner.busy():
+            return
+        if not self.source and not self.stream:
+            self.show_error("open a video, an image folder or a .plab stream first")
+            return
+        s = self.controls.settings()
+        want_base = self.controls.baseline.isChecked()
+        key = self.current_key()
+        if key and self.cache.has(key, baseline=want_base):
+            res = self.cache.load(key)
+            if res is not None and _metrics_current(res):
+                self.show_result(res)
+                self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
+                self.jobDone.emit("cached")
+                return
+        spec = JobSpec(kind="decode" if self.stream else "run", key=key or "stream", settings=s.to_dict(),
+                       source=self.source, frames=self._frames_tuple(), stream=self.stream,
+                       baseline=want_base, cache_root=str(self.cache.root), pipeline=self.pipeline,
+                       threads=s.threads)
+        self._reset_results()
+        self.last_error = ""
+        self.banner.setVisible(False)
+        self.running_key = key
+        self.controls.set_running(True)
+        self.runner.start(spec)
+
+    def cancel(self) -> None:
+        if self.runner.busy():
+            self.controls.status.setText("cancelling…")
+            self.runner.cancel()
+
+    def _on_progress(self, frac: float, text: str, eta: float) -> None:
+        self.controls.progress.setValue(int(frac * 1000))
+        eta_s = f"  ETA {eta:.0f} s" if eta >= 0 else ""
+        self.controls.status.setText(f"{text}{eta_s}")
+
+    def _on_message(self, kind: str, p: dict) -> None:
+        if kind == "started":
+            if p.get("init_bytes") is not None:
+                self.plots.set_init(int(p["init_bytes"]), int(p.get("header_bytes", 0)))
+            self.model_label = p.get("model", "")
+        elif kind == "metric":
+            self.plots.set_quality_metric(bool(p.get("lpips_available")), p.get("lpips_message", ""))
+        elif kind == "keyframe":
+            self.plots.add_keyframe_bytes(p["frames"], p["record_bytes"])
+        elif kind == "frame":
+            if p.get("lpips_map") is not None:
+                self.viewer.set_lpips_map(int(p["index"]), p["lpips_map"])
+            self.viewer.set_recon(int(p["index"]), p["image"])
+            self.plots.add_frame(p)
+            self.rows[int(p["index"])] = {k: v for k, v in p.items() if k not in ("image", "lpips_map")}
+        elif kind == "baseline_frame":
+            self.viewer.set_baseline(int(p["index"]), p["image"])
+            self.plots.add_baseline(p)
+            self.base_rows[int(p["index"])] = {k: v for k, v in p.items() if k != "image"}
+        elif kind == "summary":
+            self.summary = p
+        elif kind == "baseline_summary":
+            self.summary = {**getattr(self, "summary", {}), "baseline": p}
+
+    def _on_finished(self, outcome: str) -> None:
+        self.controls.set_running(False)
+        self.plots.redraw()
+        if outcome == "finished":
+            self.shown_key = self.running_key
+            self.controls.progress.setValue(1000)
+            self.controls.status.setText(summary_text(getattr(self, "summary", {})))
+        elif outcome == "cancelled":
+            self.controls.status.setText("cancelled — partial results shown are not saved")
+        self.jobDone.emit(outcome)
+
+    def show_result(self, res: Result) -> None:
+        """Display a stored result exactly as a live run would have."""
+        self._reset_results()
+        s = res.summary
+        self.plots.set_quality_metric(bool(s.get("lpips_available")), s.get("lpips_message", ""))
+        if s.get("init_bytes") is not None:
+            self.plots.set_init(int(s["init_bytes"]), int(s.get("header_bytes", 0)))
+        for row, img in zip(res.frames, res.recon, strict=False):
+            self.viewer.recon[int(row["index"])] = img
+            self.plots.add_frame(row)
+            self.rows[int(row["index"])] = row
+        if res.baseline is not None:
+            for row, img in zip(res.baseline_frames, res.baseline, strict=False):
+                self.viewer.baseline[int(row["index"])] = img
+                self.plots.add_baseline(row)
+                self.base_rows[int(row["index"])] = row
+        self.plots.redraw()
+        self.viewer.refresh()
+        self.shown_key = res.key
+        self.summary = {**s, "baseline": res.baseline_summary} if res.baseline is not None else s
+        self._settings_changed()
+
+    # ------------------------------------------------------------------ view
+    def seek(self, index: int) -> None:
+        self.transport.seek(index)
+        self._seeked(self.transport.index())
+
+    def _seeked(self, i: int) -> None:
+        self.viewer.seek(i)
+        self.plots.set_cursor(i)
+
+    def set_mode(self, mode: str) -> None:
+        self.viewer.set_mode(mode)
+        self.mode_group.button(MODES.index(mode)).setChecked(True)
+
+    def is_stale(self) -> bool:
+        return self.shown_key is not None and self.current_key() != self.shown_key
+
+    def _settings_changed(self) -> None:
+        if self.source and not self.runner.busy():
+            self._reload_if_needed()
+        if self.is_stale():
+            self.banner.setStyleSheet("background:#664400;color:white;padding:4px")
+            self.banner.setText("Results shown are STALE: settings changed since they were computed. Run (Ctrl+R) to update.")
+            self.banner.setVisible(True)
+        elif not self.last_error:
+            self.banner.setVisible(False)
+
+    def show_error(self, message: str) -> None:
+        self.last_error = message
+        self.banner.setStyleSheet("background:#802020;color:white;padding:4px")
+        self.banner.setText(f"Error: {message}")
+        self.banner.setVisible(True)
+        self.controls.status.setText("error (see the message above the viewer)")
+
+    def export_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export this frame (PNG) and per-frame numbers (CSV)")
+        if folder:
+            self.export(folder)
+
+    def export(self, folder: str | Path) -> list[Path]:
+        """PNGs of the current frame (original, reconstruction, H.265) and metrics.csv of every frame."""
+        v, i = self.viewer, self.viewer.index
+        files = export_frame_pngs(folder, self.transport.offset + i, {
+            "original": v.originals[i] if i < len(v.originals) else None,
+            "promptlab": v.recon.get(i), "h265": v.baseline.get(i)})
+        if self.rows:
+            files.append(export_csv(Path(folder) / "metrics.csv", self.rows, self.base_rows, self.transport.offset))
+        self.controls.status.setText(f"exported {len(files)} files to {folder}")
+        return files
+
+    def screenshot(self, path: str | Path) -> Path:
+        from promptlab.io.atomic import atomic_path
+
+        p = Path(path)
+        with atomic_path(p) as tmp:
+            if not self.grab().save(str(tmp), "PNG"):
+                raise PromptlabError(f"could not write screenshot {p}")
+        return p
+
+    def closeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        self.runner.close()
+        try:
+            self.session.settings = self.controls.settings()
+            self.session.source = self.source or self.stream
+            self.session.frames = self.controls.frames.text()
+            self.session.view_mode = self.viewer.mode
+            self.session.baseline = self.controls.baseline.isChecked()
+            save_session(self.session)
+        except (OSError, PromptlabError):
+            pass
+        super().closeEvent(ev)
+
+    def frame_count(self) -> int:
+        return self.viewer.count()
+
+    def recon_array(self) -> np.ndarray | None:
+        return np.stack([self.viewer.recon[i] for i in sorted(self.viewer.recon)]) if self.viewer.recon else None
+
+
+def _metrics_current(res: Result) -> bool:
+    """A result measured without LPIPS is redone (decode and metrics only) once LPIPS weights exist."""
+    if res.summary.get("lpips_available"):
+        return True
+    from promptlab.metrics import lpips_status
+
+    return not lpips_status("alex")[0]

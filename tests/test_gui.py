@@ -1,0 +1,188 @@
+"""Acceptance of the lab window with the real engine (built-in model, tiny budget, offscreen Qt).
+
+Open the sky clip, run encode+decode+metrics, one plot point per frame, click a point to seek,
+cancel mid-run, change rank and re-run, reuse a cached result with no job, and an event loop
+that is never blocked for long while an inversion runs in the worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+pytest.importorskip("promptlab.engine.encoder", reason="engine encoder not written yet")
+pytest.importorskip("promptlab.engine.decoder", reason="engine decoder not written yet")
+
+from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
+
+from promptlab.gui.session import Session  # noqa: E402
+from promptlab.settings import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SKY_MP4 = REPO / "assets" / "sky.mp4"
+SKY_FRAMES = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
+SKY = SKY_MP4 if SKY_MP4.exists() else SKY_FRAMES
+pytestmark = pytest.mark.skipif(not SKY.exists(), reason="sky clip missing")
+
+SMALL = Settings(model="tiny", size=64, rank=4, interval=5, iters=5, first_iters=10, patience=5,
+                 first_patience=5, perceptual="none", threads=1)
+N = 11
+
+
+@pytest.fixture(autouse=True)
+def _dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def win(qtbot):
+    from promptlab.gui.window import MainWindow
+
+    w = MainWindow(Session(settings=SMALL))
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open(str(SKY), frames=f"0:{N}"), w.last_error
+    qtbot.waitUntil(lambda: len(w.viewer.originals) == N, timeout=30_000)
+    yield w
+    w.close()
+
+
+def run_and_wait(qtbot, w, timeout=300_000) -> str:
+    with qtbot.waitSignal(w.jobDone, timeout=timeout) as sig:
+        w.run()
+    return sig.args[0]
+
+
+def click_plot_point(qtbot, w, frame: int) -> None:
+    """A real mouse click on the quality plot's point for `frame`."""
+    p = w.plots
+    p.redraw()
+    y = p.quality.values[frame]
+    scene = p.q.vb.mapViewToScene(pg_point(frame, y))
+    view_pos = p.glw.mapFromScene(scene)
+    qtbot.mouseClick(p.glw.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(view_pos.x(), view_pos.y()))
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(float(x), float(y))
+
+
+def test_run_plots_seek_rerun_and_reuse(qtbot, win):
+    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert win.runner.jobs_started == 1
+    # one point per frame on every plot, one reconstruction per frame in the viewer
+    assert sorted(win.plots.quality.values) == list(range(N))
+    assert sorted(win.plots.bytes.values) == list(range(N))
+    assert sorted(win.plots.gen.values) == list(range(N))
+    assert sorted(win.viewer.recon) == list(range(N))
+    assert win.viewer.recon[0].shape == (64, 64, 3)
+    total = sum(win.plots.bytes.values.values())
+    assert total == pytest.approx(win.summary["total_bytes"], rel=1e-6)  # every byte counted
+    # clicking a plot point seeks the viewer
+    win.seek(0)
+    click_plot_point(qtbot, win, 7)
+    qtbot.waitUntil(lambda: win.viewer.index == 7, timeout=5_000)
+    assert win.transport.index() == 7
+    # keyboard stepping
+    qtbot.keyClick(win, Qt.Key.Key_Right)
+    assert win.viewer.index == 8
+    # change rank: results become stale, a re-run computes new ones
+    first_key = win.shown_key
+    win.controls.rank.setValue(2)
+    assert win.is_stale() and "STALE" in win.banner.text()
+    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert win.runner.jobs_started == 2 and win.shown_key != first_key
+    # back to the first rank: the stored result comes back and no job runs
+    win.controls.rank.setValue(4)
+    assert win.is_stale()
+    assert run_and_wait(qtbot, win) == "cached"
+    assert win.runner.jobs_started == 2 and win.shown_key == first_key
+    assert sorted(win.plots.quality.values) == list(range(N)) and len(win.viewer.recon) == N
+    assert not win.is_stale()
+
+
+def test_cancel_mid_run_stops_within_an_iteration(qtbot, win):
+    win.controls.first_iters.setValue(100_000)  # far longer than the test
+    iterations = []
+    win.runner.message.connect(lambda k, p: iterations.append(p) if k == "progress" and "iteration" in p.get("text", "") else None)
+    win.run()
+    qtbot.waitUntil(lambda: len(iterations) >= 3, timeout=120_000)
+    proc = win.runner._proc
+    with qtbot.waitSignal(win.jobDone, timeout=30_000) as sig:
+        win.cancel()
+    assert sig.args == ["cancelled"]
+    assert not proc.is_alive()
+    assert win.controls.run_btn.isEnabled() and not win.runner.busy()
+    assert win.shown_key is None  # nothing half-done is presented as a result
+    assert not win.cache.has(win.current_key())
+
+
+def test_event_loop_never_blocked_while_inverting(qtbot, win):
+    """A 10 ms timer keeps firing from the first iteration to the end of the run.
+
+    "Blocked" means the window's own thread was busy: for every gap between ticks, the CPU
+    time the main thread spent inside it (time.thread_time) must stay under 100 ms. Wall-clock
+    gaps are reported too; on a machine loaded by other processes they can exceed 100 ms while
+    the window's process is merely waiting for a core, which is not the window's doing.
+    """
+    win.controls.first_iters.setValue(60)
+    win.controls.iters.setValue(30)
+    ticks: list[tuple[float, float]] = []
+    measuring = {"on": False}
+
+    def tick():
+        if measuring["on"]:
+            ticks.append((time.perf_counter(), time.thread_time()))
+
+    def on_msg(kind, payload):
+        if kind == "progress" and "iteration" in payload.get("text", "") and not measuring["on"]:
+            measuring["on"] = True
+            tick()
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    win.runner.message.connect(on_msg)
+    outcome = run_and_wait(qtbot, win)
+    measuring["on"] = False
+    timer.stop()
+    assert outcome == "finished", win.last_error
+    assert len(ticks) > 50, "the run was too short to measure"
+    wall = [b[0] - a[0] for a, b in zip(ticks, ticks[1:], strict=False)]
+    busy = [b[1] - a[1] for a, b in zip(ticks, ticks[1:], strict=False)]
+    worst = max(range(len(busy)), key=busy.__getitem__)
+    print(f"ticks {len(ticks)}, max wall gap {max(wall) * 1000:.0f} ms, "
+          f"max busy gap {busy[worst] * 1000:.0f} ms (wall {wall[worst] * 1000:.0f} ms)")
+    assert busy[worst] < 0.100, f"the event loop was busy for {busy[worst] * 1000:.0f} ms in one gap"
+    # and most of the time the loop really runs at its 10 ms pace
+    assert sorted(wall)[len(wall) // 2] < 0.100
+
+
+def test_cli_screenshot_path(tmp_path):
+    out = tmp_path / "gui.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "promptlab", "gui", str(SKY), "--frames", "0:6", "--size", "64",
+           "--rank", "4", "--interval", "5", "--iters", "3", "--first-iters", "5", "--run",
+           "--screenshot", str(out), "--exit"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert not img.isNull() and img.width() > 600 and img.height() > 400
+    bad = subprocess.run([sys.executable, "-m", "promptlab", "gui", str(tmp_path / "nope.mp4"), "--exit"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr

@@ -105,8 +105,34 @@ def _image_files(p: Path) -> list[Path]:
     return _list_images(p) if p.is_dir() else [p]
 
 
+MAX_PIXELS = 100_000_000  # ~16K x 6K: larger frames are refused before decoding, never half-read
+
+
+def check_pixels(w: int, h: int, where: object) -> None:
+    """Refuse frames too large to hold safely, with the fix, before any pixel is decoded."""
+    if w * h > MAX_PIXELS:
+        raise PromptlabError(
+            f"{where}: frames are {w}x{h} ({w * h / 1e6:.0f} MP), over promptlab's {MAX_PIXELS // 1_000_000} MP "
+            "limit per frame; downscale the source first (e.g. ffmpeg -i IN -vf scale=3840:-2 OUT)")
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header alone (None if Pillow cannot tell)."""
+    try:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a clear message
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - cv2 below reports damaged files in one line
+        return None
+
+
 def load_image(path: Path) -> np.ndarray:
     """One image file as RGB uint8 (gray, alpha and 16-bit converted; EXIF orientation applied)."""
+    size = _image_size(path)
+    if size is not None:
+        check_pixels(size[0], size[1], path)
     img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise PromptlabError(f"cannot read image {path} (damaged or not an image)")
@@ -164,6 +190,7 @@ def _rotation_k(frame) -> int:
 
 def _decode_rgb(frame) -> np.ndarray:
     """A decoded PyAV frame to RGB uint8, upright (10-bit, gray and alpha formats via swscale)."""
+    check_pixels(frame.width, frame.height, "video")
     rgb = frame.to_ndarray(format="rgb24")
     k = _rotation_k(frame)
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
@@ -187,6 +214,7 @@ def probe(src: str | os.PathLike, fps: float | None = None) -> VideoInfo:
         w, h = stream.codec_context.width, stream.codec_context.height
         if not w or not h:
             raise PromptlabError(f"{p} has a video stream without a frame size")
+        check_pixels(w, h, p)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         rate_f = float(rate) if rate else 0.0
         if fps is None and not (0 < rate_f <= 1000):

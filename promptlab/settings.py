@@ -23,6 +23,7 @@ CROP_MODES = ("center", "squash", "pad")
 INIT_MODES = ("f32", "f16", "q8")
 PERCEPTUAL = ("vgg", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")
+STAGE_SCALES = (1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Settings:
     # generation
     cache: str = "none"
     cache_threshold: float = 0.05
+    # two-stage generation (PromptMobile): generate at size/stage_scale, upsample to size
+    stage_scale: int = 1
+    upsampler: str = "bicubic"
     # runtime
     device: str = "auto"
     dtype: str = "fp32"
@@ -81,6 +85,12 @@ class Settings:
         need(self.init_mode in INIT_MODES, f"init_mode must be one of {INIT_MODES}")
         need(self.perceptual in PERCEPTUAL, f"perceptual must be one of {PERCEPTUAL}")
         need(self.cache in CACHE_POLICIES, f"cache must be one of {CACHE_POLICIES}")
+        need(self.cache_threshold >= 0, f"cache_threshold must be >= 0, got {self.cache_threshold}")
+        need(self.stage_scale in STAGE_SCALES, f"stage_scale must be one of {STAGE_SCALES}, got {self.stage_scale}")
+        need(self.size % (8 * self.stage_scale) == 0,
+             f"size must be a multiple of {8 * self.stage_scale} with stage_scale {self.stage_scale}")
+        need(bool(self.upsampler) and self.upsampler.replace("-", "_").isidentifier(),
+             f"upsampler must be a name (bicubic, lanczos, or a registered one), got {self.upsampler!r}")
         need(self.iters >= 1 and self.first_iters >= 1, "iteration counts must be >= 1")
         need(self.lr > 0 and self.lr_min > 0, "learning rates must be > 0")
         need(self.dtype in ("fp32", "bf16", "fp16"), "dtype must be fp32, bf16 or fp16")
@@ -126,6 +136,7 @@ ENCODE_KEYS = (
     "model", "size", "rank", "bits", "interval", "fps", "seed", "blend", "interp", "crop",
     "init_mode", "iters", "first_iters", "lr", "lr_min", "patience", "first_patience",
     "w_mse", "w_perceptual", "w_reg", "perceptual", "batched", "dynamic", "dtype",
+    "stage_scale", "upsampler",
 )
 
 

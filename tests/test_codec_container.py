@@ -184,3 +184,13 @@ def test_rate_arithmetic():
     data = stream_bytes(header, init, recs)
     assert len(data) <= est2.total_bytes
     assert read_stream(data).header_bytes == est2.header_bytes
+
+
+def test_header_records_the_two_stage_upsampler():
+    h = StreamHeader(model="tiny", width=128, height=128, fps=30.0, n_frames=5, rank=2, bits=8, interval=5,
+                     seed=88, blend=0.05, context_dim=16, latent_h=8, latent_w=8, upsampler="lanczos")
+    s = read_stream(stream_bytes(h, torch.zeros(h.latent_shape), []), allow_partial=True)
+    assert s.header.upsampler == "lanczos" and s.header.latent_h == 8
+    with pytest.raises(StreamError, match="upsampler"):
+        StreamHeader(model="tiny", width=64, height=64, fps=30.0, n_frames=5, rank=2, bits=8, interval=5,
+                     seed=88, blend=0.05, context_dim=16, upsampler="magic")

@@ -28,6 +28,8 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--device": ("device", str, "auto | cpu | cuda[:N] | mps"),
     "--dtype": ("dtype", str, "fp32 | bf16 | fp16"),
     "--threads": ("threads", int, "CPU threads (0: torch's default)"),
+    "--stage-scale": ("stage_scale", int, "two-stage generation: generate at size/N (1, 2, 4) and upsample"),
+    "--upsampler": ("upsampler", str, "two-stage upsampler: bicubic | lanczos | a registered one"),
 }
 
 

@@ -10,6 +10,7 @@ from promptlab.engine import records
 from promptlab.engine.decoder import decode
 from promptlab.io.atomic import check_target
 from promptlab.io.writer import write_frames
+from promptlab.settings import CACHE_POLICIES
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +20,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--model", help="model to use instead of the stream's (tiny | sd-turbo | sd-turbo-arch | PATH)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
     p.add_argument("--dtype", default="fp32", help="fp32 | bf16 | fp16")
+    p.add_argument("--cache", default="none", choices=CACHE_POLICIES,
+                   help="generation cache: none (exact), lossless (same frames to float rounding), lossy (faster)")
+    p.add_argument("--cache-threshold", type=float, default=0.05,
+                   help="lossy cache: reuse deep features while the prompt moved less than this (relative)")
+    p.add_argument("--upsampler", default=None, help="two-stage streams: override the upsampler the stream records")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
@@ -30,7 +36,8 @@ def main(argv: list[str]) -> int:
     summary: dict = {}
 
     def frames():
-        for r in decode(stream, model=a.model, device=a.device, dtype=a.dtype):
+        for r in decode(stream, model=a.model, device=a.device, dtype=a.dtype, cache=a.cache,
+                        cache_threshold=a.cache_threshold, upsampler=a.upsampler):
             if isinstance(r, records.Started):
                 tqdm.write(f"model {r.model}; {r.n_frames} frames at {r.width}x{r.height}", file=sys.stderr)
             elif isinstance(r, records.Frame):
@@ -45,5 +52,7 @@ def main(argv: list[str]) -> int:
         bar.close()
     d = summary.get("done")
     rate = f", {d.kbps:.2f} kbps ({d.kbps_without_init:.2f} without init)" if d else ""
+    if d and d.extra.get("cache", "none") != "none":
+        rate += f", cache {d.extra['cache']} reused {100 * d.extra['mean_reused']:.1f}% of UNet FLOPs"
     print(f"wrote {a.output}: {n} frames{rate}", file=sys.stderr)
     return 0

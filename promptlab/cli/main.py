@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("promptlab.cli.export", "comparison clips, frames, sheets, metrics and a report"),
     "fetch-weights": ("promptlab.cli.fetch_weights", "provision metric weights (LPIPS) offline or online"),
     "doctor": ("promptlab.cli.doctor", "list models, weights, codecs and devices, and what is missing"),
+    "bench": ("promptlab.cli.bench", "generation/inversion speed against the diffusers pipeline"),
     "gui": ("promptlab.cli.gui", "open the desktop lab"),
 }
 

@@ -31,8 +31,9 @@ VERSION = 1
 CROPS = ("center", "squash", "pad")
 INTERPS = ("factors", "linear", "slerp")
 INIT_MODES = ("f32", "f16", "q8")
+UPSAMPLERS = ("bicubic", "lanczos")  # two-stage upsampler the prompts were fitted through
 TAG_INIT, TAG_KEY = 0x49, 0x4B  # 'I', 'K'
-_HDR = struct.Struct("<HHIIIHBHIfBBBBHBHHB")
+_HDR = struct.Struct("<HHIIIHBHIfBBBBHBHHBB")
 LIMITS = {"side": 8192, "rank": 1024, "dim": 4096, "frames": 10_000_000, "channels": 64}
 
 
@@ -58,6 +59,7 @@ class StreamHeader:
     latent_h: int = 0
     latent_w: int = 0
     tokens: int = TOKENS
+    upsampler: str = "bicubic"
 
     def __post_init__(self) -> None:
         lh = self.latent_h or self.height // 8
@@ -84,6 +86,7 @@ class StreamHeader:
         need(0 < self.latent_channels <= LIMITS["channels"], "bad latent channels")
         need(0 < self.latent_h <= self.height and 0 < self.latent_w <= self.width, "bad latent size")
         need(self.crop in CROPS and self.interp in INTERPS and self.init_mode in INIT_MODES, "bad mode")
+        need(self.upsampler in UPSAMPLERS, f"upsampler must be one of {UPSAMPLERS}")
         need(0 < self.fps <= 1000 and 0.0 <= self.blend <= 1.0, "bad fps or blend")
         need(0 < len(self.model.encode()) <= 255, "bad model name")
 
@@ -105,7 +108,8 @@ class StreamHeader:
             self.width, self.height, fps.numerator, fps.denominator, self.n_frames,
             self.rank, self.bits, self.interval, self.seed, self.blend,
             CROPS.index(self.crop), INTERPS.index(self.interp), INIT_MODES.index(self.init_mode),
-            self.tokens, self.context_dim, self.latent_channels, self.latent_h, self.latent_w, len(model),
+            self.tokens, self.context_dim, self.latent_channels, self.latent_h, self.latent_w,
+            UPSAMPLERS.index(self.upsampler), len(model),
         ) + model
         head = MAGIC + bytes([VERSION]) + struct.pack("<H", len(body)) + body
         return head + struct.pack("<I", zlib.crc32(head))
@@ -116,7 +120,7 @@ class StreamHeader:
             raise StreamError("stream header is too short")
         v = _HDR.unpack_from(body)
         name = body[_HDR.size:]
-        if len(name) != v[18]:
+        if len(name) != v[19]:
             raise StreamError("stream header: model name length mismatch")
         try:
             if v[3] == 0:
@@ -126,6 +130,7 @@ class StreamHeader:
                 rank=v[5], bits=v[6], interval=v[7], seed=v[8], blend=float(np.float32(v[9])),
                 crop=CROPS[v[10]], interp=INTERPS[v[11]], init_mode=INIT_MODES[v[12]],
                 tokens=v[13], context_dim=v[14], latent_channels=v[15], latent_h=v[16], latent_w=v[17],
+                upsampler=UPSAMPLERS[v[18]],
             )
         except (IndexError, UnicodeDecodeError, ValueError) as exc:
             raise StreamError(f"stream header is invalid ({exc})") from None

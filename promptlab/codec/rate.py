@@ -20,7 +20,7 @@ from promptlab.settings import Settings
 
 CHUNK_OVERHEAD = 9          # tag u8 + length u32 + CRC32
 SCALES_BYTES = 16           # U scale, U zero-point, V scale, V zero-point (float32)
-HEADER_FIXED = 7 + 41 + 4   # magic, version, body length, fixed body, CRC32 (plus the model name)
+HEADER_FIXED = 7 + 42 + 4   # magic, version, body length, fixed body, CRC32 (plus the model name)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`decode`: regenerate every frame of a .plab stream, yielding progress records.
 
 Runs the same `generate_segment` call per segment as the encoder's reconstruction, so on the
-same backend the frames are bit-identical to what the sender saw. Bytes attributed to frames
+same backend and with cache policy `none` the frames are bit-identical to what the sender saw
+(`lossless` agrees to float rounding, `lossy` trades exactness for speed; engine/cache.py). Bytes attributed to frames
 follow the encoder: header + init latent on frame 0, each keyframe record spread evenly over
 its segment.
 """
@@ -17,6 +18,7 @@ from promptlab.codec import rate
 from promptlab.codec.container import Stream, read_stream
 from promptlab.codec.schedule import segments
 from promptlab.engine import records
+from promptlab.engine.cache import CacheControl
 from promptlab.engine.generator import generate_stream
 from promptlab.models.base import Model
 
@@ -28,8 +30,19 @@ def decode(
     device: str = "auto",
     dtype: str = "fp32",
     cancel: Any = None,
+    cache: str | CacheControl = "none",
+    cache_threshold: float = 0.05,
+    upsampler: str | None = None,
 ) -> Iterator[Any]:
-    """Yield Started, one Frame per frame, then Done. `model` defaults to the stream's model name."""
+    """Yield Started, one Frame per frame, then Done. `model` defaults to the stream's model name.
+
+    `cache`: a policy name (none | lossless | lossy, with `cache_threshold` for lossy) or a
+    `CacheControl` whose `.policy`/`.threshold` the caller may change while decoding (read at
+    every segment). `Frame.reused` is the fraction of the frame's UNet FLOPs served from cache.
+    `upsampler`: for two-stage streams (latent smaller than the frame / 8); by default the one
+    the header records (the one the encoder fitted through); naming another is an experiment.
+    """
+    control = cache if isinstance(cache, CacheControl) else CacheControl(cache, cache_threshold)
     t_start = time.perf_counter()
     path = None if isinstance(stream, Stream) else str(stream)
     s = stream if isinstance(stream, Stream) else read_stream(stream)
@@ -44,11 +57,16 @@ def decode(
                           init_bytes=s.init_bytes)
     lengths = {seg.index: seg.length for seg in segs}
     n = 0
-    for frame, image, ms, k in generate_stream(model, s, cancel=cancel):
+    reused = 0.0
+    upsampler = upsampler or h.upsampler
+    for frame, image, ms, k, frac in generate_stream(model, s, cancel=cancel, control=control, upsampler=upsampler):
         nbytes = s.keyframe_bytes[k] / lengths[k] + (s.header_bytes + s.init_bytes if frame == 0 else 0)
-        yield records.Frame(index=frame, image=image, gen_ms=ms, bytes=nbytes, keyframe=k)
+        yield records.Frame(index=frame, image=image, gen_ms=ms, bytes=nbytes, reused=frac, keyframe=k)
         n += 1
+        reused += frac
     yield records.Done(job="decode", path=path, total_bytes=s.total_bytes,
                        kbps=rate.kbps(s.total_bytes, h.n_frames, h.fps),
                        kbps_without_init=rate.kbps(s.total_bytes - s.init_bytes, h.n_frames, h.fps),
-                       elapsed=time.perf_counter() - t_start, extra={"model": model.label, "frames": n})
+                       elapsed=time.perf_counter() - t_start, extra={"model": model.label, "frames": n, "cache": control.policy,
+                              "cache_threshold": control.threshold, "mean_reused": reused / max(n, 1),
+                              "upsampler": upsampler, "two_stage": h.latent_h * model.latent_factor != h.height})

@@ -44,6 +44,7 @@ from promptlab.engine.generator import (
 from promptlab.engine.inverter import fit_segment
 from promptlab.engine.losses import make_loss
 from promptlab.engine.runtime import set_threads
+from promptlab.engine.upsample import stage_latent
 from promptlab.errors import PromptlabError, StreamError
 from promptlab.io.atomic import check_target
 from promptlab.io.video import FrameRange, count_frames, parse_frames, read_frames
@@ -65,12 +66,25 @@ def to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 
 def header_for(settings: Settings, model: Model, n_frames: int) -> StreamHeader:
     name = settings.model if settings.model in ("tiny", "sd-turbo", "sd-turbo-arch") else "sd-turbo"
+    side = stage_latent(settings.size, settings.stage_scale, model.latent_factor)  # two-stage: smaller latent
     return StreamHeader(
+        latent_h=side, latent_w=side, upsampler=_recordable_upsampler(settings),
         model=name, width=settings.size, height=settings.size, fps=settings.fps, n_frames=n_frames,
         rank=settings.rank, bits=settings.bits, interval=settings.interval, seed=settings.seed,
         blend=settings.blend, crop=settings.crop, interp=settings.interp, init_mode=settings.init_mode,
         context_dim=model.context_dim, latent_channels=model.latent_channels,
     )
+
+
+def _recordable_upsampler(settings: Settings) -> str:
+    """The stream header names the two-stage upsampler; only built-in ones can be recorded."""
+    from promptlab.codec.container import UPSAMPLERS
+
+    if settings.upsampler in UPSAMPLERS:
+        return settings.upsampler
+    if settings.stage_scale == 1:
+        return UPSAMPLERS[0]  # single stage: no upsampler is used
+    raise PromptlabError(f"upsampler {settings.upsampler!r} cannot be recorded in a stream; use one of {UPSAMPLERS}")
 
 
 def _identity(source: str | Path, frames: FrameRange | None, settings: Settings, model: Model) -> dict[str, Any]:
@@ -79,7 +93,22 @@ def _identity(source: str | Path, frames: FrameRange | None, settings: Settings,
         "source": str(Path(source).resolve()),
         "frames": list(frames) if frames else None,
         "model_version": model.version,
+        "stage_scale": settings.stage_scale,
+        "upsampler": settings.upsampler,
     }
+
+
+def stage_size(settings: Settings) -> tuple[int, int] | None:
+    """Two-stage generation's output size (None: single stage, images come out at full size)."""
+    return None if settings.stage_scale == 1 else (settings.size, settings.size)
+
+
+def init_image(frame: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """Frame 0 as the init-latent encoder sees it: at the generated resolution (area-downsampled)."""
+    if settings.stage_scale == 1:
+        return frame
+    side = settings.size // settings.stage_scale
+    return torch.nn.functional.interpolate(frame, size=(side, side), mode="area")
 
 
 def encode(
@@ -113,7 +142,7 @@ def encode(
     first = next(reader, None)
     if first is None:
         raise PromptlabError(f"{source} has no frames to encode")
-    init_latent = model.encode_init(to_tensor([first])).cpu()
+    init_latent = model.encode_init(init_image(to_tensor([first]), settings)).cpu()
     init_used = decode_init(encode_init(init_latent, header), header)  # what the receiver will see
 
     partial, sidecar = partial_paths(out)
@@ -161,7 +190,8 @@ def encode(
             cur = (u.to(model.device), v.to(model.device))
             ctx = segment_contexts(seg, cur, prev, header.interp)
             t0 = time.perf_counter()
-            x0, images = generate_segment(model, z, ctx)
+            x0, images = generate_segment(model, z, ctx, out_size=stage_size(settings),
+                                          upsampler=settings.upsampler)
             ms = (time.perf_counter() - t0) * 1000 / seg.length
             per_frame = writer.keyframe_bytes[seg.index] / seg.length
             for i, f in enumerate(seg.frames):
@@ -184,7 +214,8 @@ def encode(
             extra={"model": model.label, "perceptual": loss.perceptual, "first_losses": first_losses,
                    "best_losses": best_losses, "resumed_keyframes": len(kept),
                    "header_bytes": writer.header_bytes, "init_bytes": writer.init_bytes,
-                   "keyframe_bytes": list(writer.keyframe_bytes)},
+                   "keyframe_bytes": list(writer.keyframe_bytes),
+                   "stage_scale": settings.stage_scale, "upsampler": settings.upsampler},
         )
     finally:
         if not fh.closed:

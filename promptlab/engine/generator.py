@@ -25,6 +25,8 @@ import torch
 from promptlab.codec.container import Stream
 from promptlab.codec.prompt import compose, interpolate
 from promptlab.codec.schedule import Segment, segments
+from promptlab.engine.cache import CacheControl, Factors, UnetCache, factors_for
+from promptlab.engine.upsample import upsample
 from promptlab.errors import Cancelled, PromptlabError
 from promptlab.models.base import Model
 
@@ -54,18 +56,34 @@ def segment_contexts(
     return interpolate(prev[0], prev[1], u, v, seg.alphas().to(u.device), interp)
 
 
-def forward(model: Model, z: torch.Tensor, contexts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x0 (N, C, h, w) float32 and images (N, 3, H, W) float32 in [-1, 1]; differentiable in contexts."""
+def forward(
+    model: Model, z: torch.Tensor, contexts: torch.Tensor, *, factors: Factors | None = None,
+    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 (N, C, h, w) float32 and images (N, 3, H, W) float32 in [-1, 1]; differentiable in contexts.
+
+    With a `UnetCache` installed as `model.unet_call` whose policy is on, the shared input goes
+    to the UNet at batch 1 (the cache broadcasts it) together with the segment's `factors`.
+    `out_size` (two-stage generation): the decoded images are upsampled to it.
+    """
     n = contexts.shape[0]
     dev = model.device
     sigma = torch.tensor(SIGMA, dtype=torch.float32, device=dev)
     s = torch.sqrt(1 + sigma * sigma)
     c_in = 1 / s
-    x = z.to(dev, torch.float32).expand(n, -1, -1, -1) * s
     t = torch.full((n,), TIMESTEP, dtype=torch.long, device=dev)
-    eps = model.unet(x * c_in, t, contexts.to(dev)).float()
+    cache = model.unet_call if isinstance(model.unet_call, UnetCache) else None
+    if cache is not None and cache.wants_shared_input():
+        x = z.to(dev, torch.float32)[:1] * s
+        with cache.segment(factors):
+            eps = model.unet(x * c_in, t, contexts.to(dev)).float()
+    else:
+        x = z.to(dev, torch.float32).expand(n, -1, -1, -1) * s
+        eps = model.unet(x * c_in, t, contexts.to(dev)).float()
     x0 = x - sigma * eps
     images = model.decode(x0).float()
+    if out_size is not None:
+        images = upsample(images, out_size, upsampler)
     return x0, images
 
 
@@ -75,11 +93,21 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def generate_segment(model: Model, z: torch.Tensor, contexts: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+def generate_segment(
+    model: Model, z: torch.Tensor, contexts: torch.Tensor, *, factors: Factors | None = None,
+    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic",
+) -> tuple[torch.Tensor, np.ndarray]:
     """One segment in one batch, no gradients: (x0 latents float32 on CPU, uint8 images (N, H, W, 3))."""
     with torch.no_grad():
-        x0, images = forward(model, z, contexts)
+        x0, images = forward(model, z, contexts, factors=factors, out_size=out_size, upsampler=upsampler)
     return x0.cpu(), to_uint8(images)
+
+
+def out_size_for(model: Model, height: int, width: int, latent_h: int, latent_w: int) -> tuple[int, int] | None:
+    """The upsampling target when a stream is two-stage (its latent is smaller than height/8), else None."""
+    if latent_h * model.latent_factor == height and latent_w * model.latent_factor == width:
+        return None
+    return (height, width)
 
 
 def check_compatible(model: Model, stream: Stream) -> None:
@@ -94,27 +122,40 @@ def check_compatible(model: Model, stream: Stream) -> None:
         raise PromptlabError(f"frame size {h.width}x{h.height} is not a multiple of {model.latent_factor}")
 
 
-def generate_stream(model: Model, stream: Stream, cancel: Any = None) -> Iterator[tuple[int, np.ndarray, float, int]]:
-    """Regenerate every frame: (frame index, uint8 image, generation ms for the frame, keyframe index)."""
+def generate_stream(
+    model: Model, stream: Stream, cancel: Any = None, control: CacheControl | None = None,
+    upsampler: str = "bicubic",
+) -> Iterator[tuple[int, np.ndarray, float, int, float]]:
+    """Regenerate every frame: (frame index, uint8 image, generation ms, keyframe index, reused fraction).
+
+    `control` (a CacheControl) picks the cache policy; it is read again at every segment, so a
+    caller may switch it while frames are being generated.
+    """
     check_compatible(model, stream)
     h = stream.header
     if stream.init_latent is None:
         raise PromptlabError("stream has no init latent")
     noise = fixed_noise(h.seed, h.latent_shape)
+    out_size = out_size_for(model, h.height, h.width, h.latent_h, h.latent_w)
     z_prev = stream.init_latent
     prev = None
-    for seg in segments(h.n_frames, h.interval):
-        if seg.index >= len(stream.keyframes):
-            break  # a partial stream: regenerate what it holds
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("decode cancelled")
-        cur = stream.keyframes[seg.index].factors()
-        contexts = segment_contexts(seg, (cur[0].to(model.device), cur[1].to(model.device)), prev, h.interp)
-        z = segment_input(z_prev, noise, h.blend)
-        t0 = time.perf_counter()
-        x0, images = generate_segment(model, z, contexts)
-        ms = (time.perf_counter() - t0) * 1000 / seg.length
-        for i, frame in enumerate(seg.frames):
-            yield frame, images[i], ms, seg.index
-        z_prev = x0[-1:]
-        prev = (cur[0].to(model.device), cur[1].to(model.device))
+    with UnetCache(model, control or CacheControl()) as cache:
+        for seg in segments(h.n_frames, h.interval):
+            if seg.index >= len(stream.keyframes):
+                break  # a partial stream: regenerate what it holds
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("decode cancelled")
+            u, v = stream.keyframes[seg.index].factors()
+            cur = (u.to(model.device), v.to(model.device))
+            contexts = segment_contexts(seg, cur, prev, h.interp)
+            factors = factors_for(seg.index, cur, prev, seg.alphas().to(model.device), h.interp)
+            z = segment_input(z_prev, noise, h.blend)
+            t0 = time.perf_counter()
+            x0, images = generate_segment(model, z, contexts, factors=factors, out_size=out_size,
+                                          upsampler=upsampler)
+            ms = (time.perf_counter() - t0) * 1000 / seg.length
+            reused = cache.reused()
+            for i, frame in enumerate(seg.frames):
+                yield frame, images[i], ms, seg.index, reused[i] if i < len(reused) else 0.0
+            z_prev = x0[-1:]
+            prev = cur

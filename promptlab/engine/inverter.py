@@ -109,6 +109,12 @@ def fit_segment(
     losses: list[float] = []
     worst: int | None = None
 
+    out_size = None if settings.stage_scale == 1 else (settings.size, settings.size)
+
+    def run(ctx: torch.Tensor) -> torch.Tensor:
+        """Images through the same (possibly two-stage) path the receiver runs."""
+        return forward(model, z, ctx, out_size=out_size, upsampler=settings.upsampler)[1]
+
     def contexts() -> torch.Tensor:
         return segment_contexts(seg, (fu.quantised(), fv.quantised()), prev, settings.interp)
 
@@ -118,7 +124,7 @@ def fit_segment(
         recon = None
         if settings.batched or n == 1:
             ctx = contexts()
-            _, images = forward(model, z, ctx)
+            images = run(ctx)
             per = loss(images, targets, ctx)
             mean = per.mean()
             opt.zero_grad(set_to_none=True)
@@ -138,7 +144,7 @@ def fit_segment(
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(f"cancelled while fitting keyframe {seg.index}")
                 ctx = contexts()[i:i + 1]
-                _, images = forward(model, z, ctx)
+                images = run(ctx)
                 li = loss(images, targets[i:i + 1], ctx)[0]
                 opt.zero_grad(set_to_none=True)
                 li.backward()
@@ -149,7 +155,7 @@ def fit_segment(
             fu.qp, fv.qp = fu.range.update(fu.param), fv.range.update(fv.param)
             cand = KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp)
             if recon_every and (it % recon_every == 0 or it == iters):
-                recon = _regenerate(model, seg, z, prev, cand, settings.interp)
+                recon = _regenerate(model, seg, z, prev, cand, settings.interp, out_size, settings.upsampler)
         losses.append(value)
         if value < best:
             best, best_rec, since_best = value, cand, 0
@@ -169,7 +175,7 @@ def fit_segment(
 
 
 def _regenerate(model: Model, seg: Segment, z: torch.Tensor, prev: tuple[torch.Tensor, torch.Tensor] | None,
-                rec: KeyframeRecord, interp: str):
+                rec: KeyframeRecord, interp: str, out_size: tuple[int, int] | None, upsampler: str):
     u, v = rec.factors()
     ctx = segment_contexts(seg, (u.to(model.device), v.to(model.device)), prev, interp)
-    return generate_segment(model, z, ctx)[1]
+    return generate_segment(model, z, ctx, out_size=out_size, upsampler=upsampler)[1]

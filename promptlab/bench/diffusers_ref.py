@@ -1,0 +1,69 @@
+"""The diffusers pipeline a user would write, built from OUR model's modules, as the speed baseline.
+
+StableDiffusionPipeline with the same UNet module, the same AutoencoderTiny as vae, and an
+EulerDiscreteScheduler set up to compute the same one-step x0: SD's betas (scaled_linear,
+0.00085..0.012), `timestep_spacing="trailing"` so one step is t = 999 with sigma 14.614641,
+epsilon prediction. Euler's init_noise_sigma is sigma (not sqrt(1+sigma²)) under trailing
+spacing, so the latents passed in are z·sqrt(1+sigma²)/sigma; scale_model_input then divides
+by sqrt(1+sigma²) and the Euler step to sigma = 0 gives x0 = x − sigma·eps, as ours.
+The tiny model's output parameterisation (eps = SKIP·x_in + GAIN·UNet) is applied by a forward
+hook on the same module while the pipeline runs (an elementwise op).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from promptlab.engine.generator import SIGMA
+from promptlab.models.base import Model
+
+
+def build_pipeline(model: Model) -> Any:
+    """A StableDiffusionPipeline over the model's UNet and AutoencoderTiny (no text encoder)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    vae = model.parts.get("ae") or model.parts.get("taesd")
+    if vae is None:
+        raise ValueError(f"{model.name} has no AutoencoderTiny to use as the pipeline's vae")
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="epsilon", timestep_spacing="trailing", steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=model.unet_module, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@contextlib.contextmanager
+def eps_parameterisation(model: Model) -> Iterator[None]:
+    """Make the bare UNet module output the model's eps while the pipeline runs."""
+    if model.eps_skip == 0.0 and model.eps_gain == 1.0:
+        yield
+        return
+
+    def hook(module: Any, args: tuple, kwargs: dict, out: Any) -> Any:
+        x = args[0] if args else kwargs["sample"]
+        eps = model.eps_skip * x + model.eps_gain * out[0]
+        return (eps, *out[1:]) if isinstance(out, tuple) else type(out)(sample=eps)
+
+    handle = model.unet_module.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def pipeline_frame(pipe: Any, model: Model, z: torch.Tensor, context: torch.Tensor, size: int) -> torch.Tensor:
+    """One frame through the pipeline: images (1, 3, H, W) in [0, 1] (output_type="pt")."""
+    s = (1 + SIGMA**2) ** 0.5
+    latents = (z.to(model.device, torch.float32) * (s / SIGMA)).to(model.dtype)
+    out = pipe(prompt_embeds=context.to(model.device, model.dtype), latents=latents, num_inference_steps=1,
+               guidance_scale=0.0, output_type="pt", height=size, width=size, return_dict=False)
+    return out[0].float()

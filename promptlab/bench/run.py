@@ -1,0 +1,197 @@
+"""One process, one model, the same inputs and dtype on both sides of every ratio.
+
+Load on a shared machine affects both sides equally because repetitions are interleaved
+(A B A B …) and medians are taken. Ratios:
+
+* generation: frames/s of our generator per cache policy (one segment of `frames` frames, factor
+  interpolation, one batch) against the diffusers StableDiffusionPipeline called per frame with
+  the same UNet, AutoencoderTiny, latents and prompt embeddings (bench/diffusers_ref.py);
+  `speedup_vs_diffusers` uses the lossless policy, `speedup_vs_diffusers_by_policy` has all;
+* lossless cache: none vs lossless time, and the max |image difference|;
+* inversion: seconds per frame visit of the batched fit against the reference sequential loop
+  (one Adam step per frame visit) on the same segment, targets and loss, and the time each takes
+  to first reach the reference's best loss;
+* peak RSS (resource.getrusage) of the whole process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from promptlab.codec.schedule import segments
+from promptlab.engine.cache import CacheControl, UnetCache, factors_for
+from promptlab.engine.generator import fixed_noise, forward, segment_contexts
+from promptlab.engine.inverter import fit_segment
+from promptlab.engine.losses import make_loss
+from promptlab.models.base import Model
+from promptlab.settings import Settings
+
+POLICIES = ("none", "lossless", "lossy")
+
+
+def machine() -> dict[str, Any]:
+    import diffusers
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "python": platform.python_version()}
+    try:
+        info["loadavg_1m"] = os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _sync(model: Model) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(model: Model, fn: Any) -> tuple[float, Any]:
+    _sync(model)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(model)
+    return time.perf_counter() - t0, out
+
+
+def segment_inputs(model: Model, size: int, frames: int, rank: int = 8, seed: int = 0):
+    """A later segment of `frames` frames with random factors (factor interpolation) and its z."""
+    seg = segments(frames + 1, frames)[1]
+    g = torch.Generator().manual_seed(seed)
+    prev = (torch.rand(77, rank, generator=g), torch.rand(rank, model.context_dim, generator=g))
+    cur = (torch.rand(77, rank, generator=g), torch.rand(rank, model.context_dim, generator=g))
+    dev = model.device
+    prev, cur = (prev[0].to(dev), prev[1].to(dev)), (cur[0].to(dev), cur[1].to(dev))
+    ctx = segment_contexts(seg, cur, prev, "factors")
+    f = factors_for(seg.index, cur, prev, seg.alphas().to(dev), "factors")
+    z = fixed_noise(seed + 88, (1, model.latent_channels, size // 8, size // 8))
+    return seg, prev, ctx, f, z
+
+
+def bench_generation(model: Model, size: int, frames: int, reps: int, threshold: float) -> dict[str, Any]:
+    from promptlab.bench.diffusers_ref import build_pipeline, eps_parameterisation, pipeline_frame
+
+    _, _, ctx, f, z = segment_inputs(model, size, frames)
+    pipe = build_pipeline(model)
+    control = CacheControl("none", threshold)
+    times: dict[str, list[float]] = {p: [] for p in (*POLICIES, "diffusers")}
+    images: dict[str, torch.Tensor] = {}
+    reused: dict[str, float] = {}
+    with torch.no_grad(), UnetCache(model, control) as cache:
+        def ours(policy: str) -> torch.Tensor:
+            control.set(policy)
+            return forward(model, z, ctx, factors=f)[1]
+
+        def theirs() -> torch.Tensor:
+            with eps_parameterisation(model):
+                return torch.cat([pipeline_frame(pipe, model, z, ctx[i:i + 1], size) for i in range(frames)])
+
+        ours("none"), ours("lossless"), theirs()  # warm-up
+        for _ in range(reps):  # interleaved: load hits every side alike
+            for name in ("diffusers", *POLICIES):
+                dt, img = _timed(model, theirs if name == "diffusers" else (lambda n=name: ours(n)))
+                times[name].append(dt)
+                images[name] = img
+                if name in POLICIES:
+                    reused[name] = float(np.mean(cache.reused()))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ours01 = {p: ((images[p] + 1) / 2).clamp(0, 1) for p in POLICIES}
+    fps = {k: frames / v for k, v in med.items()}
+    return {
+        "frames_per_s": fps,
+        "seconds_per_frame": {k: v / frames for k, v in med.items()},
+        "speedup_vs_diffusers": med["diffusers"] / med["lossless"],
+        "speedup_vs_diffusers_by_policy": {p: med["diffusers"] / med[p] for p in POLICIES},
+        "diffusers_max_abs_diff": {p: float((ours01[p] - images["diffusers"]).abs().max()) for p in POLICIES},
+        "lossless_cache_speedup": med["none"] / med["lossless"],
+        "lossless_cache_max_abs_diff": float((images["lossless"] - images["none"]).abs().max()),
+        "lossy_cache_speedup": med["none"] / med["lossy"],
+        "lossy_cache_max_abs_diff": float((images["lossy"] - images["none"]).abs().max()),
+        "lossy_threshold": threshold,
+        "reused_flops_fraction": reused,
+        "raw_seconds": times,
+    }
+
+
+def bench_inversion(model: Model, size: int, frames: int, reps: int, iters: int) -> dict[str, Any]:
+    """Batched fit vs the reference sequential loop on one interpolated segment (same start, loss)."""
+    seg, prev, _, _, z = segment_inputs(model, size, frames)
+    g = torch.Generator().manual_seed(7)
+    targets = torch.rand(frames, 3, size, size, generator=g) * 2 - 1
+    base = Settings(model=model.name if model.name != "sd-turbo" else "tiny", size=size, rank=8,
+                    interval=frames, iters=iters, perceptual="none", patience=10**6)
+    loss = make_loss(base, model.device)
+    prev_q = (prev[0], prev[1])
+    runs: dict[str, list[dict[str, Any]]] = {"reference": [], "batched": []}
+    for _ in range(reps):
+        for name in ("reference", "batched"):
+            settings = base.replace(batched=(name == "batched"))
+            stamps: list[tuple[float, float]] = []
+            t0 = time.perf_counter()
+            job = fit_segment(model, seg, targets, z, prev_q, settings, loss)
+            visits = 0
+            try:
+                while True:
+                    rec = next(job)
+                    _sync(model)
+                    stamps.append((time.perf_counter() - t0, rec.best_loss))
+                    visits += frames if name == "batched" else frames + (2 if settings.dynamic and rec.iteration > 1 else 0)
+            except StopIteration:
+                pass
+            total = time.perf_counter() - t0
+            runs[name].append({"seconds": total, "visits": visits, "stamps": stamps})
+    target = statistics.median(min(b for _, b in r["stamps"]) for r in runs["reference"])
+
+    def reach(r: dict[str, Any]) -> float | None:
+        return next((t for t, b in r["stamps"] if b <= target), None)
+
+    per_visit = {k: statistics.median(r["seconds"] / r["visits"] for r in v) for k, v in runs.items()}
+    reached = {k: [reach(r) for r in v] for k, v in runs.items()}
+    ttt = {k: (statistics.median(x) if all(x_ is not None for x_ in x) else None)
+           for k, x in reached.items()}
+    return {
+        "seconds_per_frame_visit": per_visit,
+        "inversion_speedup_vs_reference": per_visit["reference"] / per_visit["batched"],
+        "target_loss": target,
+        "seconds_to_target": ttt,
+        "time_to_target_ratio": (ttt["reference"] / ttt["batched"]) if ttt["batched"] and ttt["reference"] else None,
+        "final_best_loss": {k: statistics.median(min(b for _, b in r["stamps"]) for r in v) for k, v in runs.items()},
+        "iterations": iters,
+    }
+
+
+def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, reps: int = 3,
+              inv_iters: int = 10, inv_reps: int = 1, threshold: float = 0.05, device: str = "cpu",
+              dtype: str = "fp32", threads: int = 0, channels_last: bool = False) -> dict[str, Any]:
+    """Every measurement of the bench in one dict (see module doc)."""
+    from promptlab.engine.runtime import set_threads
+    from promptlab.models.registry import load_model
+
+    set_threads(threads)
+    m = model if isinstance(model, Model) else load_model(model, device, dtype)
+    if channels_last:
+        m.unet_module.to(memory_format=torch.channels_last)
+        m.decoder_module.to(memory_format=torch.channels_last)
+    t0 = time.perf_counter()
+    gen = bench_generation(m, size, frames, reps, threshold)
+    inv = bench_inversion(m, size, frames, inv_reps, inv_iters)
+    return {
+        "model": m.label, "size": size, "frames": frames, "reps": reps, "dtype": str(m.dtype).replace("torch.", ""),
+        "device": str(m.device), "channels_last": channels_last, "machine": machine(),
+        **{k: gen[k] for k in ("speedup_vs_diffusers", "lossless_cache_speedup", "lossless_cache_max_abs_diff")},
+        "inversion_speedup_vs_reference": inv["inversion_speedup_vs_reference"],
+        "generation": gen, "inversion": inv,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "bench_seconds": time.perf_counter() - t0,
+    }

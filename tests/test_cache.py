@@ -1,0 +1,145 @@
+"""Generation cache policies: lossless equals none, lossy reuses only when the prompt barely moves,
+and the policy can be switched while a stream is being decoded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from promptlab.codec.container import KeyframeRecord, StreamHeader, write_stream
+from promptlab.codec.quant import RunningRange, quantize
+from promptlab.codec.schedule import segments
+from promptlab.engine import records
+from promptlab.engine.cache import CacheControl, UnetCache, factors_for, plan_anchors
+from promptlab.engine.decoder import decode
+from promptlab.engine.generator import fixed_noise, forward, segment_contexts
+from promptlab.errors import PromptlabError
+from promptlab.models import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(2)
+    return load_model("tiny", "cpu")
+
+
+def factors(dim: int, rank: int = 4, seed: int = 0, move: float = 1.0):
+    """Previous and current factors; `move` scales how far the current keyframe is from the previous."""
+    g = torch.Generator().manual_seed(seed)
+    u0, v0 = torch.rand(77, rank, generator=g), torch.rand(rank, dim, generator=g)
+    u1 = u0 + move * (torch.rand(77, rank, generator=g) - 0.5)
+    v1 = v0 + move * (torch.rand(rank, dim, generator=g) - 0.5)
+    return (u0, v0), (u1, v1)
+
+
+def run(model, policy: str, interp: str = "factors", move: float = 1.0, threshold: float = 0.05, size: int = 64):
+    seg = segments(11, 10)[1]
+    prev, cur = factors(model.context_dim, move=move)
+    ctx = segment_contexts(seg, cur, prev, interp)
+    f = factors_for(seg.index, cur, prev, seg.alphas(), interp)
+    z = fixed_noise(88, (1, 4, size // 8, size // 8))
+    with torch.no_grad(), UnetCache(model, CacheControl(policy, threshold)) as cache:
+        x0, images = forward(model, z, ctx, factors=f)
+        return x0, images, cache.reused(), list(cache.anchors)
+
+
+@pytest.mark.parametrize("interp", ["factors", "linear"])
+def test_lossless_equals_none(tiny, interp: str) -> None:
+    x_none, im_none, r_none, _ = run(tiny, "none", interp)
+    x_ll, im_ll, r_ll, _ = run(tiny, "lossless", interp)
+    assert (im_ll - im_none).abs().max() <= 1e-4
+    assert (x_ll - x_none).abs().max() <= 1e-3
+    assert r_none == [0.0] * 10
+    assert all(0 < r < 1 for r in r_ll)  # the shared prefix (and rank-r K/V) is reused by every frame
+
+
+def test_lossless_rank_trick_saves_more_than_prefix_only(tiny) -> None:
+    assert run(tiny, "lossless", "factors")[2][0] > run(tiny, "lossless", "linear")[2][0]
+
+
+def test_lossy_reuses_when_the_prompt_barely_moves(tiny) -> None:
+    _, im_none, _, _ = run(tiny, "none", move=1e-4)
+    _, im, reused, anchors = run(tiny, "lossy", move=1e-4)
+    _, _, lossless, _ = run(tiny, "lossless", move=1e-4)
+    assert anchors == [0] * 9 + [9]  # only the first and the keyframe are computed fully
+    assert all(reused[i] > lossless[i] for i in range(1, 9))
+    assert reused[9] == pytest.approx(lossless[9])
+    assert (im - im_none).abs().max() < 0.05  # a barely moving prompt: nearly the same frames
+
+
+def test_lossy_recomputes_when_the_prompt_moves_a_lot(tiny) -> None:
+    _, im_none, _, _ = run(tiny, "none", move=2.0)
+    _, im, reused, anchors = run(tiny, "lossy", move=2.0, threshold=0.01)
+    assert anchors == list(range(10))
+    assert (im - im_none).abs().max() <= 1e-4
+
+
+def test_plan_anchors_threshold() -> None:
+    c = torch.ones(5, 77, 8)
+    c[3] *= 1.5
+    assert plan_anchors(c, 0.1) == [0, 0, 0, 3, 4]
+    assert plan_anchors(c, 1.0) == [0, 0, 0, 0, 4]
+
+
+def test_cache_control_validates() -> None:
+    with pytest.raises(PromptlabError):
+        CacheControl("fast")
+    with pytest.raises(PromptlabError):
+        CacheControl("lossy", -1)
+
+
+def test_cache_is_removed_after_use(tiny) -> None:
+    call, procs = tiny.unet_call, dict(tiny.unet_module.attn_processors)
+    run(tiny, "lossless")
+    assert tiny.unet_call == call
+    assert {k: type(v) for k, v in tiny.unet_module.attn_processors.items()} == {k: type(v) for k, v in procs.items()}
+
+
+def make_stream(path: Path, model, n_frames: int = 21, size: int = 64) -> None:
+    header = StreamHeader(model="tiny", width=size, height=size, fps=30.0, n_frames=n_frames, rank=4, bits=8,
+                          interval=10, seed=88, blend=0.05, context_dim=model.context_dim)
+    recs = []
+    g = torch.Generator().manual_seed(3)
+    for _ in segments(n_frames, 10):
+        u, v = torch.rand(77, 4, generator=g), torch.rand(4, model.context_dim, generator=g)
+        qu, qv = RunningRange(8).update(u), RunningRange(8).update(v)
+        recs.append(KeyframeRecord(quantize(u, qu), quantize(v, qv), qu, qv))
+    write_stream(path, header, torch.randn(header.latent_shape, generator=g), recs)
+
+
+def test_switching_policy_mid_decode(tiny, tmp_path: Path) -> None:
+    path = tmp_path / "s.plab"
+    make_stream(path, tiny)
+    ref = [r for r in decode(path, model=tiny) if isinstance(r, records.Frame)]
+    control = CacheControl("none")
+    got = []
+    for r in decode(path, model=tiny, cache=control):
+        if isinstance(r, records.Frame):
+            got.append(r)
+            if r.index == 3:
+                control.set("lossless")  # takes effect at the next segment (frames 11..20)
+        elif isinstance(r, records.Done):
+            assert r.extra["cache"] == "lossless"
+    assert [f.index for f in got] == list(range(21))
+    assert all(f.reused == 0 for f in got[:11])
+    assert all(f.reused > 0 for f in got[11:])
+    for a, b in zip(ref, got, strict=True):
+        assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1  # uint8 rounding at most
+
+
+def test_sd_turbo_architecture_lossless_equals_none() -> None:
+    torch.set_num_threads(2)
+    m = load_model("sd-turbo-arch", "cpu")
+    seg = segments(3, 2)[1]
+    prev, cur = factors(m.context_dim, rank=2)
+    ctx = segment_contexts(seg, cur, prev, "factors")
+    f = factors_for(seg.index, cur, prev, seg.alphas(), "factors")
+    z = fixed_noise(88, (1, 4, 8, 8))
+    out = {}
+    for policy in ("none", "lossless"):
+        with torch.no_grad(), UnetCache(m, CacheControl(policy)):
+            out[policy] = forward(m, z, ctx, factors=f)[1]
+    assert (out["none"] - out["lossless"]).abs().max() <= 1e-4

@@ -186,3 +186,31 @@ def test_cli_screenshot_path(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "promptlab", "gui", str(tmp_path / "nope.mp4"), "--exit"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win):
+    """Switching the cache policy during generation applies from the next segment (no restart)."""
+    win.controls.cache.setCurrentText("none")
+    frames: list[dict] = []
+    switched = {"at": None}
+
+    def on_msg(kind, payload):
+        if kind == "frame" and payload.get("stage") == "decode":
+            frames.append(payload)
+            if switched["at"] is None:
+                switched["at"] = len(frames)
+                win.controls.cache.setCurrentText("lossless")  # while the job runs
+
+    win.runner.message.connect(on_msg)
+    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert win.runner.jobs_started == 1
+    first_seg = [f for f in frames if f["keyframe"] == 0]
+    assert first_seg and all(f["reused"] == 0 for f in first_seg)  # generated before the switch
+    switched_segs = {f["keyframe"] for f in frames if f["reused"] > 0}
+    assert switched_segs, "the switch never reached the running decoder"
+    # a policy applies to whole segments, from the segment after the switch to the end
+    assert switched_segs == set(range(min(switched_segs), max(f["keyframe"] for f in frames) + 1))
+    # the generation-time plot holds the receiver's per-frame times of this very run
+    by_index = {f["index"]: f["gen_ms"] for f in frames}
+    assert len(win.plots.gen.values) == N
+    assert [win.plots.gen.values[i] for i in range(N)] == pytest.approx([by_index[i] for i in range(N)])

@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 from promptlab.errors import PromptlabError
 from promptlab.settings import Settings, list_presets, load_preset, preset_path, save_settings_file
 
-CACHE_NOTE = "only 'none' is live: the engine does not support caching yet"
+CACHE_NOTE = ("switches live while frames are generated: lossless reuses what a segment's frames share "
+              "(equal to none up to float rounding); lossy also reuses deeper UNet features while the "
+              "prompt moves less than the threshold")
 
 
 def _spin(lo: int, hi: int, step: int = 1, tip: str = "") -> QSpinBox:
@@ -43,6 +45,7 @@ class Controls(QWidget):
     """Emits `changed` on any edit; `settings()` is the Settings the widgets describe."""
 
     changed = Signal()
+    cacheChanged = Signal(str, float)   # policy, threshold: applied live to a running decode
     runRequested = Signal()
     cancelRequested = Signal()
 
@@ -69,13 +72,10 @@ class Controls(QWidget):
         self.cache = QComboBox()
         for name in ("none", "lossless", "lossy"):
             self.cache.addItem(name)
-        for i in (1, 2):
-            self.cache.model().item(i).setEnabled(False)
         self.cache.setToolTip(CACHE_NOTE)
         self.cache_threshold = QDoubleSpinBox()
         self.cache_threshold.setRange(0.0, 1.0)
         self.cache_threshold.setSingleStep(0.01)
-        self.cache_threshold.setEnabled(False)
         self.cache_threshold.setToolTip(CACHE_NOTE)
         self.baseline = QCheckBox("H.265 at the same bitrate (third pane)")
         self.estimate = QLabel("")
@@ -97,6 +97,8 @@ class Controls(QWidget):
             w.valueChanged.connect(self._edited)
         self.target.valueChanged.connect(self._edited)
         self.cache_threshold.valueChanged.connect(self._edited)
+        self.cache_threshold.valueChanged.connect(self._cache_edited)
+        self.cache.currentIndexChanged.connect(self._cache_edited)
         self.use_target.toggled.connect(self._edited)
         self.model.currentIndexChanged.connect(self._edited)
         self.cache.currentIndexChanged.connect(self._edited)
@@ -173,7 +175,7 @@ class Controls(QWidget):
         i = self.model.findData(s.model)
         if i >= 0:
             self.model.setCurrentIndex(i)
-        self.cache.setCurrentText(s.cache if s.cache == "none" else "none")
+        self.cache.setCurrentText(s.cache)
         self.cache_threshold.setValue(s.cache_threshold)
         for w in widgets:
             w.blockSignals(False)
@@ -185,6 +187,10 @@ class Controls(QWidget):
             rank=self.rank.value(), interval=self.interval.value(), bits=self.bits.value(),
             iters=self.iters.value(), first_iters=self.first_iters.value(),
             cache=self.cache.currentText(), cache_threshold=self.cache_threshold.value())
+
+    def _cache_edited(self, *_: object) -> None:
+        self.cache_threshold.setEnabled(self.cache.currentText() == "lossy")
+        self.cacheChanged.emit(self.cache.currentText(), float(self.cache_threshold.value()))
 
     def set_n_frames(self, n: int) -> None:
         self.n_frames = max(1, n)

@@ -46,8 +46,39 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_job(spec: JobSpec, queue: Any, cancel: Any) -> None:
+CACHE_POLICIES = ("none", "lossless", "lossy")
+_LIVE_CACHE: Any = None  # the window's shared (policy, threshold), set in the job process
+
+
+def shared_cache_values(ctx: Any, policy: str, threshold: float) -> tuple[Any, Any]:
+    """Shared-memory policy index and threshold that the window writes and the job reads."""
+    return ctx.Value("i", CACHE_POLICIES.index(policy)), ctx.Value("d", float(threshold))
+
+
+def live_cache_control(spec: JobSpec) -> Any:
+    """The decoder's cache switch: live from the window when it gave one, else the job's settings."""
+    from promptlab.engine.cache import CacheControl
+
+    if _LIVE_CACHE is None:
+        return CacheControl(spec.settings.get("cache", "none"), spec.settings.get("cache_threshold", 0.05))
+    pv, tv = _LIVE_CACHE
+
+    class SharedCacheControl(CacheControl):
+        """Reads the window's shared values at every segment, so a change applies to the next one."""
+
+        def __init__(self) -> None:  # noqa: D107 - the state lives in shared memory
+            pass
+
+        policy = property(lambda self: CACHE_POLICIES[max(0, min(2, pv.value))])  # type: ignore[assignment]
+        threshold = property(lambda self: max(0.0, float(tv.value)))  # type: ignore[assignment]
+
+    return SharedCacheControl()
+
+
+def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None) -> None:
     """Child-process entry point: every outcome, including a crash, ends as a message."""
+    global _LIVE_CACHE
+    _LIVE_CACHE = live_cache
     put = queue.put
     try:
         with contextlib.suppress(OSError, AttributeError):
@@ -184,7 +215,8 @@ def _decode(spec: JobSpec, stream: Path, measure: _Measure, cancel: Any, weights
     images: list[np.ndarray] = []
     summary: dict[str, Any] = {}
     n = 1
-    for rec in decode(stream, device=spec.settings.get("device", "auto"), cancel=cancel):
+    control = live_cache_control(spec)
+    for rec in decode(stream, device=spec.settings.get("device", "auto"), cancel=cancel, cache=control):
         if isinstance(rec, Started):
             n = max(1, rec.n_frames)
             summary.update(_started(rec))

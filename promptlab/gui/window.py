@@ -126,6 +126,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.baseline.toggled.connect(self.viewer.set_show_baseline)
         self.controls.baseline.toggled.connect(self.plots.set_baseline_visible)
         self.runner.message.connect(self._on_message)
+        self.controls.cacheChanged.connect(self.runner.set_cache)
         self.runner.progress.connect(self._on_progress)
         self.runner.failed.connect(self.show_error)
         self.runner.finished.connect(self._on_finished)

@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from promptlab.gui.jobs import JobSpec, run_job
+from promptlab.gui.jobs import CACHE_POLICIES, JobSpec, run_job, shared_cache_values
 
 DRAIN_BUDGET_S = 0.02
 POLL_MS = 15
@@ -73,7 +73,9 @@ class JobRunner(QObject):
             return False
         self._queue = self._ctx.Queue()
         self._cancel = self._ctx.Event()
-        self._proc = self._ctx.Process(target=run_job, args=(spec, self._queue, self._cancel),
+        self._live = shared_cache_values(self._ctx, spec.settings.get("cache", "none"),
+                                         spec.settings.get("cache_threshold", 0.05))
+        self._proc = self._ctx.Process(target=run_job, args=(spec, self._queue, self._cancel, self._live),
                                        daemon=True, name=f"promptlab-{spec.kind}")
         with _no_main_reimport():
             self._proc.start()
@@ -83,6 +85,13 @@ class JobRunner(QObject):
         self._timer.start()
         self.progress.emit(0.0, "starting the job process", -1.0)
         return True
+
+    def set_cache(self, policy: str, threshold: float) -> None:
+        """Switch the running job's cache policy; the decoder applies it from its next segment."""
+        live = getattr(self, "_live", None)
+        if live is not None and policy in CACHE_POLICIES:
+            live[0].value = CACHE_POLICIES.index(policy)
+            live[1].value = float(threshold)
 
     def cancel(self) -> None:
         """Ask the engines to stop; they check the event once per iteration."""

@@ -188,7 +188,7 @@ def test_cli_screenshot_path(tmp_path):
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win):
+def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win, tmp_path):
     """Switching the cache policy during generation applies from the next segment (no restart)."""
     win.controls.cache.setCurrentText("none")
     frames: list[dict] = []
@@ -214,3 +214,6 @@ def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win):
     by_index = {f["index"]: f["gen_ms"] for f in frames}
     assert len(win.plots.gen.values) == N
     assert [win.plots.gen.values[i] for i in range(N)] == pytest.approx([by_index[i] for i in range(N)])
+    # and the window exports what the export CLI makes, from this run
+    files = win.export(tmp_path)
+    assert all(f.exists() and f.stat().st_size > 0 for f in files) and len(files) == 6

@@ -185,21 +185,36 @@ def test_closing_the_window_stops_the_worker(qtbot):
     assert not win.runner.busy()
 
 
-def test_report_summary_csv_and_pngs(tmp_path):
+def test_report_summary_and_export_through_the_export_package(tmp_path):
     import csv
 
-    from promptlab.gui.report import export_csv, export_frame_pngs, summary_text
+    import av
+    import pytest
+
+    from promptlab.errors import PromptlabError
+    from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
 
     s = {"kbps": 100.0, "kbps_without_init": 40.0, "total_bytes": 1234, "mean_lpips": None,
          "mean_psnr": 25.5, "mean_gen_ms": 3.0, "model": "tiny (random weights)"}
     t = summary_text(s)
     assert "100.0 kbps every byte counted" in t and "PSNR 25.50 dB (LPIPS unavailable)" in t
-    img = np.zeros((8, 8, 3), np.uint8)
-    files = export_frame_pngs(tmp_path, 3, {"original": img, "promptlab": img, "h265": None})
-    assert [p.name for p in files] == ["frame00003_original.png", "frame00003_promptlab.png"]
-    p = export_csv(tmp_path / "m.csv", {0: {"lpips": None, "psnr": 20.0, "bytes": 5.0}}, {}, offset=10)
-    rows = list(csv.DictReader(p.open()))
-    assert rows[0]["source_frame"] == "10" and rows[0]["lpips"] == "" and rows[0]["psnr"] == "20.0"
+    rng = np.random.default_rng(0)
+    originals = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(4)]
+    recon = {i: 255 - f for i, f in enumerate(originals)}
+    rows = {i: {"lpips": None, "psnr": 10.0 + i, "ssim": 0.5, "ms_ssim": 0.5, "bytes": 100.0, "gen_ms": 2.0}
+            for i in range(4)}
+    with pytest.raises(PromptlabError, match="run the lab first"):
+        comparison(originals, {}, rows, {}, {}, s, 30.0, 0, "tiny", 8)
+    comp = comparison(originals, recon, rows, {}, {}, s, 30.0, 10, "tiny", 8)
+    files = export_all(tmp_path, comp, 2)
+    assert [p.name for p in files] == list(EXPORT_FILES) and all(p.exists() for p in files)
+    table = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert len(table) == 4 and float(table[3]["promptlab_psnr"]) == 13.0
+    with av.open(str(tmp_path / "comparison.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 4
+    with pytest.raises(PromptlabError, match="--force|exists"):
+        export_all(tmp_path, comp, 2)  # nothing is overwritten unless asked
+    export_all(tmp_path, comp, 2, force=True)
 
 
 def test_lpips_map_uses_the_loaded_model_with_spatial_on():

@@ -7,6 +7,7 @@ viewer and plots, mark results stale when a setting changes, show engine errors 
 from __future__ import annotations
 
 import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -29,7 +31,7 @@ from promptlab.gui.controls import Controls
 from promptlab.gui.jobs import DEFAULT_PIPELINE, JobSpec
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
-from promptlab.gui.report import export_csv, export_frame_pngs, summary_text
+from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
 from promptlab.gui.results import Result, ResultsCache, result_key
 from promptlab.gui.session import Session, save_session
 from promptlab.gui.transport import Transport
@@ -39,6 +41,8 @@ from promptlab.gui.worker import JobRunner
 
 class MainWindow(OpeningMixin, QMainWindow):
     """`jobDone(outcome)` fires when a run ends: "finished", "cached", "cancelled" or "error"."""
+
+    exportProgress = Signal(str)  # emitted from the export thread; shown in the status line
 
     jobDone = Signal(str)
 
@@ -127,6 +131,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.baseline.toggled.connect(self.plots.set_baseline_visible)
         self.runner.message.connect(self._on_message)
         self.controls.cacheChanged.connect(self.runner.set_cache)
+        self.exportProgress.connect(self.controls.status.setText)
         self.runner.progress.connect(self._on_progress)
         self.runner.failed.connect(self.show_error)
         self.runner.finished.connect(self._on_finished)
@@ -283,20 +288,52 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.status.setText("error (see the message above the viewer)")
 
     def export_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export this frame (PNG) and per-frame numbers (CSV)")
-        if folder:
-            self.export(folder)
+        folder = QFileDialog.getExistingDirectory(
+            self, "Export comparison clip, current frame, worst frames, metrics and report")
+        if not folder:
+            return
+        existing = [n for n in EXPORT_FILES if (Path(folder) / n).exists()]
+        force = False
+        if existing:
+            answer = QMessageBox.question(self, "Overwrite?", f"{folder} already holds {', '.join(existing)}. Overwrite?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            force = True
+        self.export(folder, force=force, background=True)
 
-    def export(self, folder: str | Path) -> list[Path]:
-        """PNGs of the current frame (original, reconstruction, H.265) and metrics.csv of every frame."""
-        v, i = self.viewer, self.viewer.index
-        files = export_frame_pngs(folder, self.transport.offset + i, {
-            "original": v.originals[i] if i < len(v.originals) else None,
-            "promptlab": v.recon.get(i), "h265": v.baseline.get(i)})
-        if self.rows:
-            files.append(export_csv(Path(folder) / "metrics.csv", self.rows, self.base_rows, self.transport.offset))
-        self.controls.status.setText(f"exported {len(files)} files to {folder}")
-        return files
+    def export(self, folder: str | Path, force: bool = False, background: bool = False) -> list[Path]:
+        """The export CLI's outputs from this run, off the UI thread when `background` (progress shown)."""
+        v = self.viewer
+        s = self.controls.settings()
+        comp = comparison(v.originals, v.recon, self.rows, v.baseline, self.base_rows, getattr(self, "summary", {}),
+                          self.transport.fps or s.fps, self.transport.offset, self.model_label or s.model, s.rank)
+        index = v.index
+
+        def progress(stage: str, done: int, total: int) -> None:
+            self.exportProgress.emit(f"exporting: {stage} {done}/{total}")
+
+        def work() -> list[Path]:
+            try:
+                files = export_all(folder, comp, index, force=force, progress=progress)
+            except PromptlabError as exc:
+                self.exportProgress.emit(f"export failed: {exc}")
+                raise
+            self.exportProgress.emit(f"exported {len(files)} files to {folder}")
+            return files
+
+        if not background:
+            return work()
+
+        def in_background() -> None:
+            try:
+                work()
+            except PromptlabError:
+                pass  # already shown through exportProgress
+            except Exception as exc:  # noqa: BLE001 - the window must see every failure
+                self.exportProgress.emit(f"export failed: internal error: {type(exc).__name__}: {exc}")
+
+        threading.Thread(target=in_background, daemon=True, name="promptlab-export").start()
+        return []
 
     def screenshot(self, path: str | Path) -> Path:
         from promptlab.io.atomic import atomic_path

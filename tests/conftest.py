@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -10,6 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Tests run the engines on the seeded random `tiny` architecture (fast, and the numbers the
+# assertions were measured with); tests of the shipped trained weights opt in explicitly
+# (test_train_tiny.py). Child processes inherit this.
+os.environ.setdefault("PROMPTLAB_TINY", "random")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

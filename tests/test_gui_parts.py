@@ -131,7 +131,13 @@ def test_controls_target_bitrate_solves_rank_and_presets(qtbot, tmp_path):
     assert c.rank.value() == want and not c.rank.isEnabled()
     assert f"{rate.estimate(c.settings(), 11).kbps:.1f} kbps" in c.estimate.text()
     # cache policies other than none are shown but not selectable yet
-    assert not c.cache.model().item(1).isEnabled() and "not support" in c.cache.toolTip()
+    assert all(c.cache.model().item(i).isEnabled() for i in range(3)) and "live" in c.cache.toolTip()
+    seen = []
+    c.cacheChanged.connect(lambda p, t: seen.append((p, t)))
+    c.cache.setCurrentText("lossy")
+    assert c.cache_threshold.isEnabled() and seen[-1][0] == "lossy"
+    c.cache.setCurrentText("none")
+    assert not c.cache_threshold.isEnabled() and seen[-1][0] == "none"
     path = tmp_path / "mine.json"
     c.use_target.setChecked(False)
     c.rank.setValue(3)

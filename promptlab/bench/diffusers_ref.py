@@ -28,7 +28,11 @@ def build_pipeline(model: Model) -> Any:
 
     vae = model.parts.get("ae") or model.parts.get("taesd")
     if vae is None:
-        raise ValueError(f"{model.name} has no AutoencoderTiny to use as the pipeline's vae")
+        from promptlab.errors import PromptlabError
+
+        raise PromptlabError(
+            f"{model.label} has no AutoencoderTiny decoder for the diffusers pipeline side of the benchmark; "
+            "benchmark the tiny architecture with PROMPTLAB_TINY=random, or use --model sd-turbo-arch")
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         prediction_type="epsilon", timestep_spacing="trailing", steps_offset=1,

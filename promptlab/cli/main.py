@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch-weights": ("promptlab.cli.fetch_weights", "provision metric weights (LPIPS) offline or online"),
     "doctor": ("promptlab.cli.doctor", "list models, weights, codecs and devices, and what is missing"),
     "bench": ("promptlab.cli.bench", "generation/inversion speed against the diffusers pipeline"),
+    "train-tiny": ("promptlab.cli.train_tiny", "train the built-in model from offline data"),
     "gui": ("promptlab.cli.gui", "open the desktop lab"),
 }
 

@@ -108,6 +108,7 @@ class Controls(QWidget):
         self.save_btn.clicked.connect(self._save_preset_dialog)
         self.run_btn.clicked.connect(self.runRequested.emit)
         self.cancel_btn.clicked.connect(self.cancelRequested.emit)
+        self.cache_threshold.setEnabled(self.cache.currentText() == "lossy")
 
     def _fill_models(self) -> None:
         try:

@@ -25,11 +25,21 @@ def config_dir() -> Path:
     return Path(env) if env else Path.home() / ".config" / "promptlab"
 
 
+def first_run_settings() -> Settings:
+    """A new lab starts on the fast preview preset: the reference budget is hours per keyframe on CPU."""
+    from promptlab.settings import load_preset
+
+    try:
+        return load_preset("preview")
+    except PromptlabError:
+        return Settings()
+
+
 @dataclass
 class Session:
     """What the window restores at start-up."""
 
-    settings: Settings = field(default_factory=Settings)
+    settings: Settings = field(default_factory=first_run_settings)
     source: str | None = None
     frames: str = ""                  # "A:B" or "" for the whole clip
     view_mode: str = "side"           # side | split | diff

@@ -1,10 +1,11 @@
-"""The built-in small model: same interface and same diffusers parts as SD-Turbo, ~1 M parameters.
+"""The built-in small model: same interface and the same diffusers UNet as SD-Turbo.
 
-It needs no files: without `weights/tiny.safetensors` it is built from a fixed seed (so every
-machine gets the same random weights) and labelled "tiny (random weights)". Dropping a trained
-`tiny.safetensors` into `promptlab/models/weights/` (or pointing PROMPTLAB_TINY at one) makes
-it load that instead; the file's metadata may carry `version` and a JSON `config` overriding
-the architecture below.
+Two forms. The trained one ships as `weights/tiny.safetensors` (or PROMPTLAB_TINY points at
+one): its metadata `config` says `"arch": "tiny-v1"` (a UNet2DConditionModel with cross-attention
+on a 77×128 prompt, a PixelShuffle latent decoder and encoder from models/tiny_parts.py; see
+docs/model-card.md) and `version` names it. Without a file (or with PROMPTLAB_TINY=random) the
+model is the original ~1 M-parameter architecture built from a fixed seed, so every machine
+gets the same random weights, labelled "tiny (random weights)".
 """
 
 from __future__ import annotations
@@ -55,9 +56,83 @@ EPS_SKIP = float((1 + _SIGMA**2) ** 0.5 / _SIGMA)
 EPS_GAIN = 0.08
 
 
+ARCH = "tiny-v1"
+TRAINED_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 16,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [64, 128, 128],
+    "layers_per_block": 1,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3,
+    "up_block_types": ["CrossAttnUpBlock2D"] * 3,
+    "cross_attention_dim": 128,
+    "attention_head_dim": 8,
+    "norm_num_groups": 16,
+    "use_linear_projection": True,
+}
+TRAINED_PARTS_CONFIG: dict[str, Any] = {
+    "latent_channels": 4, "encoder_channels": [32, 64, 96], "decoder_channels": [128, 64, 32],
+    "decoder_blocks": [2, 1, 1], "dim": 128, "max_rank": 16, "prompt_width": 96,
+}
+# Iteration counts that make the trained tiny model usable on a CPU (seconds per keyframe at
+# 128 px); the reference's 10000/1500 are hours here. Measured in docs/model-card.md.
+RECOMMENDED_SETTINGS: dict[str, Any] = {"first_iters": 150, "iters": 60, "first_patience": 30, "patience": 10}
+
+# Trained form: eps = SKIP·x_in + UNet/σ, so the one-step x0 = −UNet(x_in, t, c) exactly as the
+# generator computes it (x − σ·SKIP·x_in cancels); the UNet's output is the latent itself.
+TRAINED_EPS_GAIN = float(1 / _SIGMA)
+
+
 def weights_path() -> Path:
     env = os.environ.get("PROMPTLAB_TINY")
-    return Path(env) if env else WEIGHTS
+    return Path(env) if env and env != "random" else WEIGHTS
+
+
+def trained_config() -> dict[str, Any]:
+    """The `config` metadata of a trained (tiny-v1) weights file with the default architecture."""
+    return {"arch": ARCH, "unet": dict(TRAINED_UNET_CONFIG), "parts": dict(TRAINED_PARTS_CONFIG),
+            "eps_gain": TRAINED_EPS_GAIN}
+
+
+def build_trained(cfg: dict[str, Any], seed: int = SEED) -> dict[str, torch.nn.Module]:
+    """Freshly initialised tiny-v1 modules {unet, encoder, decoder, prompt} (training starts here)."""
+    from diffusers import UNet2DConditionModel
+
+    from promptlab.models.tiny_parts import PositionalConvIn, build_parts
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**cfg["unet"])
+        parts = build_parts(cfg["parts"])
+        unet.conv_in = PositionalConvIn(unet.conv_in, int(cfg["unet"]["sample_size"]))
+    return {"unet": unet, **parts}
+
+
+def trained_model(mods: dict[str, torch.nn.Module], cfg: dict[str, Any], version: str,
+                  device: torch.device, dtype: torch.dtype, frozen: bool = True) -> Model:
+    """A Model over tiny-v1 modules (frozen=False leaves them trainable, for the trainer)."""
+    enc = mods["encoder"]
+    model = Model(
+        name="tiny", version=version, random_weights=False, unet_module=mods["unet"],
+        decoder_module=mods["decoder"], encoder_factory=lambda: _plain_encoder(enc),
+        context_dim=int(cfg["unet"]["cross_attention_dim"]), device=device, dtype=dtype,
+        latent_channels=int(cfg["parts"].get("latent_channels", 4)), parts=dict(mods),
+        eps_skip=EPS_SKIP, eps_gain=float(cfg.get("eps_gain", TRAINED_EPS_GAIN)),
+    )
+    for name in ("encoder", "prompt"):
+        if name in mods:
+            freeze(mods[name], device, dtype)
+    if not frozen:
+        for m in mods.values():
+            m.requires_grad_(True).train()
+    return model
+
+
+def _plain_encoder(enc: torch.nn.Module):
+    def encode(image: torch.Tensor) -> torch.Tensor:
+        return enc(image.to(next(enc.parameters()).dtype))
+
+    return encode
 
 
 def _build(unet_cfg: dict[str, Any], ae_cfg: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -93,6 +168,8 @@ def _condition(module: torch.nn.Module) -> None:
 def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
     """The tiny model: trained weights if the file is there, else seeded random weights."""
     path = weights_path()
+    if os.environ.get("PROMPTLAB_TINY") == "random":
+        path = Path("/nonexistent/random")
     unet_cfg, ae_cfg = dict(UNET_CONFIG), dict(AE_CONFIG)
     state = None
     version = RANDOM_VERSION
@@ -107,11 +184,13 @@ def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
         except Exception as exc:  # a damaged file is the user's to fix, in one line
             raise PromptlabError(f"cannot read tiny model weights {path}: {exc}") from None
         version = meta.get("version", "trained")
-        if "config" in meta:
-            cfg = json.loads(meta["config"])
+        cfg = json.loads(meta.get("config", "{}"))
+        if cfg.get("arch") == ARCH:
+            return _load_trained(state, cfg, version, path, device, dtype)
+        if cfg:
             unet_cfg.update(cfg.get("unet", {}))
             ae_cfg.update(cfg.get("autoencoder", {}))
-    elif os.environ.get("PROMPTLAB_TINY"):
+    elif os.environ.get("PROMPTLAB_TINY") not in (None, "", "random"):
         raise MissingWeightsError(f"PROMPTLAB_TINY points to {path}, which does not exist")
     unet, ae = _build(unet_cfg, ae_cfg)
     if state is not None:
@@ -140,13 +219,55 @@ def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
     )
 
 
-def save_tiny(model: Model, path: str | Path, version: str) -> None:
-    """Write a tiny model's weights in the format load_tiny reads (for the training issue)."""
+def _load_trained(state: dict[str, torch.Tensor], cfg: dict[str, Any], version: str, path: Path,
+                  device: torch.device, dtype: torch.dtype) -> Model:
+    mods = build_trained(cfg)
+    for name, mod in mods.items():
+        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        if name == "prompt" and not sub:
+            continue  # the amortised prompt encoder is optional in a weights file
+        try:
+            mod.load_state_dict(sub)
+        except RuntimeError as exc:
+            raise PromptlabError(f"tiny model weights {path} do not match the architecture: {exc}") from None
+    if not any(k.startswith("prompt.") for k in state):
+        del mods["prompt"]
+    return trained_model(mods, cfg, version, device, dtype)
+
+
+def save_tiny(model: Model, path: str | Path, version: str, half: bool = False,
+              extra: dict[str, str] | None = None, config: dict[str, Any] | None = None) -> None:
+    """Write a tiny model's weights in the format load_tiny reads (half: store float16).
+
+    `config` is the tiny-v1 architecture the modules were built with (default: trained_config()).
+    """
     from safetensors.torch import save_file
 
     state = {}
-    for prefix in ("unet", "ae"):
-        for k, v in model.parts[prefix].state_dict().items():
-            state[f"{prefix}.{k}"] = v.detach().float().contiguous().cpu()
-    meta = {"version": version, "config": json.dumps({"unet": UNET_CONFIG, "autoencoder": AE_CONFIG})}
+    for prefix, mod in model.parts.items():
+        for k, v in mod.state_dict().items():
+            v = v.detach().cpu()
+            v = v.half() if half and v.is_floating_point() else v.float() if v.is_floating_point() else v
+            state[f"{prefix}.{k}"] = v.contiguous()
+    if "ae" in model.parts:
+        cfg: dict[str, Any] = {"unet": UNET_CONFIG, "autoencoder": AE_CONFIG}
+    else:
+        cfg = {**(config or trained_config()), "eps_gain": model.eps_gain}
+    meta = {"version": version, "config": json.dumps(cfg), **(extra or {})}
     save_file(state, str(path), metadata=meta)
+
+
+
+def weights_info() -> str:
+    """One line naming the tiny model that load_tiny would load (reads metadata only; for doctor)."""
+    path = weights_path()
+    if os.environ.get("PROMPTLAB_TINY") == "random" or not path.exists():
+        return f"tiny {RANDOM_VERSION} (random weights, built in)"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # doctor reports, never crashes
+        return f"tiny: unreadable weights {path} ({exc})"
+    return f"tiny {meta.get('version', 'trained')} (trained weights {path})"

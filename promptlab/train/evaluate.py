@@ -1,0 +1,68 @@
+"""Measurements for the model card: PSNR of reconstructions and the same-size thumbnail bar.
+
+The thumbnail baseline sends, per frame, an 8-bit RGB thumbnail with about as many values as
+one rank-r prompt ((77 + D)·r), upsampled bicubically: a codec that loses to it is not worth
+sending. `amortised_psnr` scores the prompt encoder's own prompts (no inversion), a diagnostic
+of the prompt space the generator learned.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from promptlab.codec.prompt import TOKENS
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images (or stacks)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
+
+
+def thumbnail_side(rank: int, dim: int) -> int:
+    """Side of a square RGB thumbnail with about (77 + dim)·rank 8-bit values."""
+    return max(1, round(math.sqrt((TOKENS + dim) * rank / 3)))
+
+
+def thumbnail(frame: np.ndarray, side: int) -> np.ndarray:
+    """Area-downsample to side×side uint8, then bicubic back to the frame's size."""
+    h, w = frame.shape[:2]
+    small = cv2.resize(frame, (side, side), interpolation=cv2.INTER_AREA)
+    return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def thumbnail_psnr(frames: list[np.ndarray], rank: int, dim: int) -> float:
+    """Mean per-frame PSNR of the same-size thumbnail baseline."""
+    side = thumbnail_side(rank, dim)
+    return float(np.mean([psnr(thumbnail(f, side), f) for f in frames]))
+
+
+def read_pngs(folder: str | Path) -> list[np.ndarray]:
+    files = sorted(Path(folder).glob("*.png"))
+    return [cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files]
+
+
+def amortised_psnr(model, frames: list[np.ndarray], rank: int, seed: int = 88) -> float:
+    """Mean PSNR of frames generated from the prompt encoder's quantised rank-r prompts."""
+    from promptlab.engine.encoder import to_tensor
+    from promptlab.engine.generator import fixed_noise, forward, to_uint8
+    from promptlab.train.loop import compose_ranked, masked_prompt
+
+    penc = model.parts["prompt"]
+    x = to_tensor(frames)
+    with torch.no_grad():
+        lat = model.parts["encoder"](x)
+        u, v = penc(lat)
+        r = torch.full((len(frames),), rank)
+        u, v = masked_prompt(u, v, r)
+        ctx = compose_ranked(u, v, r)
+        noise = fixed_noise(seed, tuple(lat[:1].shape))
+        z = 0.05 * lat[:1] + 0.95 * noise
+        _, images = forward(model, z, ctx)
+    out = to_uint8(images)
+    return float(np.mean([psnr(o, f) for o, f in zip(out, frames)]))

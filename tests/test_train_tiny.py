@@ -1,0 +1,178 @@
+"""The built-in model's training code (miniature runs) and the shipped trained weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from promptlab.errors import PromptlabError
+from promptlab.train.data import CLIP_LEN, Dataset
+from promptlab.train.loop import TrainConfig, fake_quant_batch, train
+
+REPO = Path(__file__).resolve().parents[1]
+SKY = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
+SHIPPED = REPO / "promptlab" / "models" / "weights" / "tiny.safetensors"
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+def mini_config() -> dict:
+    """A miniature tiny-v1 architecture (same code paths, a few thousand times cheaper)."""
+    return {
+        "arch": "tiny-v1",
+        "unet": {
+            "sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": [16, 32],
+            "layers_per_block": 1, "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16,
+            "attention_head_dim": 4, "norm_num_groups": 8, "use_linear_projection": True,
+        },
+        "parts": {"latent_channels": 4, "encoder_channels": [8, 8, 16], "decoder_channels": [16, 8, 8],
+                  "decoder_blocks": [1, 1, 1], "dim": 16, "max_rank": 4, "prompt_width": 16},
+    }
+
+
+def synthetic(seed: int = 0, size: int = 64) -> Dataset:
+    """Smooth moving colour blobs: clips that change over time, plus stills."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+
+    def frame(p: np.ndarray, t: float) -> np.ndarray:
+        img = np.stack([0.5 + 0.4 * np.sin(6 * (xx * p[c] + yy * p[c + 3]) + t + c) for c in range(3)], -1)
+        return (img * 255).astype(np.uint8)
+
+    clips = np.stack([np.stack([frame(rng.rand(6), 0.2 * t) for t in range(CLIP_LEN)]) for _ in range(3)])
+    stills = np.stack([frame(rng.rand(6), 0.0) for _ in range(6)])
+    return Dataset(clips, stills)
+
+
+def mini(seed: int, ae_steps: int = 3, steps: int = 3) -> TrainConfig:
+    return TrainConfig(seed=seed, ae_steps=ae_steps, steps=steps, batch=6, clip_batch=1, min_rank=1,
+                       config=mini_config())
+
+
+def _state(res) -> dict[str, torch.Tensor]:
+    return {f"{n}.{k}": v.detach().clone() for n, m in res.modules.items() for k, v in m.state_dict().items()}
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not() -> None:
+    ds = synthetic()
+    a, b, c = _state(train(ds, mini(0))), _state(train(ds, mini(0))), _state(train(ds, mini(1)))
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_both_phases_run_and_a_prefix_run_matches_a_longer_one() -> None:
+    ds = synthetic()
+    short = train(ds, mini(0, ae_steps=2, steps=2))
+    rows = short.history
+    assert [r["phase"] for r in rows] == [0, 0, 1, 1]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    # constant learning rates: stopping after step k equals a run asked for k steps
+    seen = {}
+
+    def keep(mods, a_done, b_done):
+        seen[b_done] = {f"{n}.{k}": v.detach().clone() for n, m in mods.items() for k, v in m.state_dict().items()}
+
+    train(ds, mini(0, ae_steps=2, steps=4), checkpoint=keep, every=2)
+    ref = _state(short)
+    assert all(torch.equal(seen[2][k], ref[k]) for k in ref)
+
+
+def test_autoencoder_phase_learns() -> None:
+    res = train(synthetic(), mini(0, ae_steps=60, steps=0))
+    losses = [r["loss"] for r in res.history]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_fake_quant_matches_the_inverter_quantiser() -> None:
+    from promptlab.codec.quant import RunningRange, fake_quant
+
+    x = torch.randn(1, 77, 5) * 0.3 + 0.2
+    rr = RunningRange(8)
+    ref = fake_quant(x[0], rr.update(x[0]))
+    assert torch.allclose(fake_quant_batch(x)[0], ref, atol=1e-6)
+    g = torch.zeros_like(x, requires_grad=True)
+    fake_quant_batch(g + x).sum().backward()
+    assert torch.equal(g.grad, torch.ones_like(x))  # straight-through
+
+
+def _mp4(path: Path, n: int = 14) -> Path:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 160, 128, "yuv420p"
+        for t in range(n):
+            img = np.zeros((128, 160, 3), np.uint8)
+            img[:, :, 0] = np.linspace(0, 255, 160)[None].astype(np.uint8)
+            img[20 + t:60 + t, 30:90, 1] = 200
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_cli_writes_weights_the_model_loader_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlab.cli.train_tiny import main
+    from promptlab.models.registry import load_model
+
+    video = _mp4(tmp_path / "clip.mp4")
+    out = tmp_path / "w.safetensors"
+    assert main(["-o", str(out), "--data", str(video), "--ae-steps", "1", "--steps", "1", "--batch", "10",
+                 "--seed", "3", "--cache", str(tmp_path / "c.npz")]) == 0
+    assert out.exists() and (tmp_path / "c.npz").exists()
+    monkeypatch.setenv("PROMPTLAB_TINY", str(out))
+    m = load_model("tiny", "cpu")
+    assert not m.random_weights and m.version == "v1-seed3-1+1" and m.version in m.label
+    assert m.context_dim == 128 and "prompt" in m.parts
+    lat = m.encode_init(torch.zeros(1, 3, 128, 128))
+    assert lat.shape == (1, 4, 16, 16)
+    with pytest.raises(PromptlabError):  # exists, no --force
+        main(["-o", str(out), "--data", str(video), "--steps", "1"])
+    with pytest.raises(PromptlabError):
+        main(["-o", str(tmp_path / "x.bin"), "--data", str(video)])
+    with pytest.raises(PromptlabError):
+        main(["-o", str(tmp_path / "y.safetensors"), "--data", str(tmp_path / "nothing.txt")])
+    assert not (tmp_path / "x.bin").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_random_override_still_gives_the_seeded_random_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlab.models.registry import load_model
+
+    monkeypatch.setenv("PROMPTLAB_TINY", "random")
+    m = load_model("tiny", "cpu")
+    assert m.random_weights and "random weights" in m.label
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped tiny weights")
+def test_shipped_weights_are_small_trained_and_use_the_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptlab.models.registry import load_model
+    from promptlab.train.evaluate import amortised_psnr
+
+    monkeypatch.delenv("PROMPTLAB_TINY", raising=False)
+    assert SHIPPED.stat().st_size <= 20 * 2**20
+    m = load_model("tiny", "cpu")
+    assert not m.random_weights and m.version in m.label
+    if not SKY.is_dir():
+        pytest.skip("shared sky frames missing")
+    from promptlab.io.video import read_frames
+
+    frames = list(read_frames(SKY, frames=(0, 3), size=128, crop="center"))
+    low, high = amortised_psnr(m, frames, 2), amortised_psnr(m, frames, 16)
+    assert high > low  # more prompt rank, better frames: the generator reads the prompt
+
+
+def test_training_data_excludes_the_sky_clip() -> None:
+    from promptlab.train import data
+
+    with pytest.raises(PromptlabError, match="unseen"):
+        data.find_videos([os.fspath(SKY)])

@@ -16,8 +16,8 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from promptlab.gui.results import ResultsCache, result_key  # noqa: E402
-from promptlab.gui.session import Session, load_session, save_session  # noqa: E402
-from promptlab.settings import Settings  # noqa: E402
+from promptlab.gui.session import Session, first_run_settings, load_session, save_session  # noqa: E402
+from promptlab.settings import Settings, load_preset  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 SKY = TESTS.parents[0].parent / "shared" / "data" / "promptus-sky" / "frames"
@@ -68,7 +68,7 @@ def test_session_persists_atomically_and_survives_garbage(tmp_path):
     back = load_session()
     assert back.settings.rank == 5 and back.frames == "0:9" and back.view_mode == "split"
     p.write_text(json.dumps({"version": 999}))
-    assert load_session().settings == Settings()
+    assert load_session().settings == first_run_settings() == load_preset("preview")
     p.write_text("not json")
     assert load_session().source is None
 

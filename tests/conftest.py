@@ -88,3 +88,14 @@ def make_clip():
 def ramp():
     """ramp_frames(n, h, w): flat frames whose grey level encodes the frame index."""
     return ramp_frames
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tiny model on CPU (the seeded random architecture, see above), loaded once."""
+    import torch
+
+    from promptlab.models import load_model
+
+    torch.set_num_threads(2)
+    return load_model("tiny", "cpu")

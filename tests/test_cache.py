@@ -20,12 +20,6 @@ from promptlab.errors import PromptlabError
 from promptlab.models import load_model
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(2)
-    return load_model("tiny", "cpu")
-
-
 def factors(dim: int, rank: int = 4, seed: int = 0, move: float = 1.0):
     """Previous and current factors; `move` scales how far the current keyframe is from the previous."""
     g = torch.Generator().manual_seed(seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from promptlab.codec.schedule import segments
@@ -17,12 +16,6 @@ from promptlab.engine.generator import (
     to_uint8,
 )
 from promptlab.models import load_model
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(2)
-    return load_model("tiny", "cpu")
 
 
 def test_fixed_noise_is_the_reference_randomstate() -> None:

@@ -19,14 +19,7 @@ from promptlab.engine.upsample import (
     upsample,
 )
 from promptlab.errors import PromptlabError
-from promptlab.models import load_model
 from promptlab.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(2)
-    return load_model("tiny", "cpu")
 
 
 def test_upsamplers_keep_constants_and_sizes() -> None:

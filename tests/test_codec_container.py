@@ -194,3 +194,20 @@ def test_header_records_the_two_stage_upsampler():
     with pytest.raises(StreamError, match="upsampler"):
         StreamHeader(model="tiny", width=64, height=64, fps=30.0, n_frames=5, rank=2, bits=8, interval=5,
                      seed=88, blend=0.05, context_dim=16, upsampler="magic")
+
+
+def test_header_bytes_follow_the_documented_layout():
+    """docs/format.md: 53 + L bytes; model-name length at offset 48, the name at 49, CRC32 last."""
+    import struct
+    import zlib
+
+    h = StreamHeader(model="sd-turbo", width=512, height=512, fps=30.0, n_frames=141, rank=8, bits=8,
+                     interval=10, seed=88, blend=0.05)
+    hb = h.to_bytes()
+    assert len(hb) == 53 + 8 and hb[:5] == b"PLAB\x01"
+    assert struct.unpack_from("<H", hb, 5)[0] == 42 + 8
+    assert struct.unpack_from("<HH", hb, 7) == (512, 512) and struct.unpack_from("<H", hb, 23)[0] == 8
+    assert struct.unpack_from("<H", hb, 40)[0] == 1024 and hb[42] == 4
+    assert struct.unpack_from("<HH", hb, 43) == (64, 64) and hb[47] == 0
+    assert hb[48] == 8 and hb[49:57] == b"sd-turbo"
+    assert struct.unpack_from("<I", hb, 57)[0] == zlib.crc32(hb[:57])

@@ -105,17 +105,19 @@ class ResultsCache:
 
     def save(self, key: str, frames: list[dict], summary: dict, recon: np.ndarray) -> Path:
         """Write the reconstruction first and metrics.json last: metrics.json marks completion."""
-        p = self.path(key)
-        p.mkdir(parents=True, exist_ok=True)
-        _save_npz(p / "recon.npz", recon)
-        write_bytes_atomic(p / "metrics.json", _json({"frames": frames, "summary": summary}))
-        return p
+        return self._write(key, "recon.npz", "metrics.json", frames, summary, recon)
 
     def save_baseline(self, key: str, frames: list[dict], summary: dict, recon: np.ndarray) -> None:
+        self._write(key, "baseline.npz", "baseline.json", frames, summary, recon)
+
+    def _write(self, key: str, frames_file: str, table_file: str, frames: list[dict], summary: dict,
+               recon: np.ndarray) -> Path:
+        """Frames first, the JSON table last (atomically): the table's presence means complete."""
         p = self.path(key)
         p.mkdir(parents=True, exist_ok=True)
-        _save_npz(p / "baseline.npz", recon)
-        write_bytes_atomic(p / "baseline.json", _json({"frames": frames, "summary": summary}))
+        _save_npz(p / frames_file, recon)
+        write_bytes_atomic(p / table_file, _json({"frames": frames, "summary": summary}))
+        return p
 
 
 def _save_npz(path: Path, frames: np.ndarray) -> None:

@@ -24,6 +24,7 @@ INIT_MODES = ("f32", "f16", "q8")
 PERCEPTUAL = ("vgg", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")
 STAGE_SCALES = (1, 2, 4)
+START_MODES = ("auto", "uniform", "amortised")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Settings:
     lr_min: float = 0.001
     patience: int = 20
     first_patience: int = 300
+    # where inversion starts: "uniform" U, V ~ U[0, 1) (the reference), "amortised" the model's
+    # prompt encoder's guess from the keyframe, "auto" amortised when the model has one
+    start: str = "auto"
     w_mse: float = 0.8
     w_perceptual: float = 0.2
     w_reg: float = 0.1
@@ -83,6 +87,7 @@ class Settings:
         need(self.interp in INTERP_MODES, f"interp must be one of {INTERP_MODES}")
         need(self.crop in CROP_MODES, f"crop must be one of {CROP_MODES}")
         need(self.init_mode in INIT_MODES, f"init_mode must be one of {INIT_MODES}")
+        need(self.start in START_MODES, f"start must be one of {START_MODES}")
         need(self.perceptual in PERCEPTUAL, f"perceptual must be one of {PERCEPTUAL}")
         need(self.cache in CACHE_POLICIES, f"cache must be one of {CACHE_POLICIES}")
         need(self.cache_threshold >= 0, f"cache_threshold must be >= 0, got {self.cache_threshold}")

@@ -37,3 +37,44 @@ def test_bench_writes_json(tmp_path: Path) -> None:
 def test_bench_rejects_bad_size() -> None:
     with pytest.raises(PromptlabError):
         main(["--size", "60"])
+
+
+def test_diffusers_side_decodes_with_the_trained_models_own_decoder() -> None:
+    """The trained tiny model has no AutoencoderTiny: the pipeline gets its decoder behind the vae API."""
+    from promptlab.bench.run import bench_generation
+    from promptlab.models.tiny import build_trained, trained_model
+
+    cfg = {
+        "arch": "tiny-v1",
+        "unet": {"sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": [16, 32],
+                 "layers_per_block": 1, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                 "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16,
+                 "attention_head_dim": 4, "norm_num_groups": 8, "use_linear_projection": True},
+        "parts": {"latent_channels": 4, "encoder_channels": [8, 8, 16], "decoder_channels": [16, 8, 8],
+                  "decoder_blocks": [1, 1, 1], "dim": 16, "max_rank": 4, "prompt_width": 16},
+    }
+    m = trained_model(build_trained(cfg, seed=1), cfg, "mini", torch.device("cpu"), torch.float32)
+    g = bench_generation(m, 64, 3, 1, 0.05)
+    assert g["diffusers_max_abs_diff"]["none"] < 1e-3
+    assert g["lossless_cache_max_abs_diff"] <= 1e-4
+
+
+def test_compiled_copy_gives_the_same_frames_and_leaves_the_original_eager() -> None:
+    from promptlab.bench.run import segment_inputs
+    from promptlab.engine.cache import CacheControl, UnetCache
+    from promptlab.engine.generator import forward
+    from promptlab.engine.runtime import compiled
+    from promptlab.models.registry import load_model
+
+    torch._dynamo.reset()
+    m = load_model("tiny", "cpu")
+    cm = compiled(m, copy=True)
+    assert cm.unet_module is not m.unet_module and cm.decoder_module is not m.decoder_module
+    assert getattr(m.decoder_module, "_compiled_call_impl", None) is None
+    assert getattr(cm.decoder_module, "_compiled_call_impl", None) is not None
+    _, _, ctx, f, z = segment_inputs(m, 32, 3)
+    with torch.no_grad():
+        ref = forward(m, z, ctx)[1]
+        with UnetCache(cm, CacheControl("lossless")):
+            out = forward(cm, z, ctx, factors=f)[1]
+    assert (out - ref).abs().max() <= 1e-4

@@ -22,17 +22,37 @@ from promptlab.engine.generator import SIGMA
 from promptlab.models.base import Model
 
 
+def decoder_vae(model: Model) -> Any:
+    """The model's own latent decoder behind the `vae` interface a diffusers pipeline calls.
+
+    Models built on AutoencoderTiny pass that (what a user would write); the trained tiny model's
+    PixelShuffle decoder is wrapped so the pipeline decodes with the very same module.
+    """
+    vae = model.parts.get("ae") or model.parts.get("taesd")
+    if vae is not None:
+        return vae
+    from diffusers import ConfigMixin, ModelMixin
+    from diffusers.configuration_utils import register_to_config
+
+    class LatentDecoderVAE(ModelMixin, ConfigMixin):
+        @register_to_config
+        def __init__(self, block_out_channels: tuple[int, ...] = (1, 1, 1, 1), scaling_factor: float = 1.0,
+                     latent_channels: int = 4) -> None:
+            super().__init__()
+            self.decoder = model.decoder_module
+
+        def decode(self, latents: torch.Tensor, return_dict: bool = False, **_: Any) -> tuple[torch.Tensor]:
+            return (self.decoder(latents),)
+
+    factor = model.latent_factor.bit_length() - 1  # vae_scale_factor = 2^(len(block_out_channels) - 1)
+    return LatentDecoderVAE(block_out_channels=(1,) * (factor + 1), latent_channels=model.latent_channels)
+
+
 def build_pipeline(model: Model) -> Any:
-    """A StableDiffusionPipeline over the model's UNet and AutoencoderTiny (no text encoder)."""
+    """A StableDiffusionPipeline over the model's UNet and latent decoder (no text encoder)."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    vae = model.parts.get("ae") or model.parts.get("taesd")
-    if vae is None:
-        from promptlab.errors import PromptlabError
-
-        raise PromptlabError(
-            f"{model.label} has no AutoencoderTiny decoder for the diffusers pipeline side of the benchmark; "
-            "benchmark the tiny architecture with PROMPTLAB_TINY=random, or use --model sd-turbo-arch")
+    vae = decoder_vae(model)
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         prediction_type="epsilon", timestep_spacing="trailing", steps_offset=1,

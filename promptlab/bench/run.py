@@ -9,13 +9,16 @@ Load on a shared machine affects both sides equally because repetitions are inte
   `speedup_vs_diffusers` uses the lossless policy, `speedup_vs_diffusers_by_policy` has all;
 * lossless cache: none vs lossless time, and the max |image difference|;
 * inversion: seconds per frame visit of the batched fit against the reference sequential loop
-  (one Adam step per frame visit) on the same segment, targets and loss, and the time each takes
-  to first reach the reference's best loss;
+  (one Adam step per frame visit) on the same segment, targets, start and loss, and the time each
+  takes to reach the reference's best loss (the batched fit runs until it gets there, within the
+  reference's number of frame visits);
 * peak RSS (resource.getrusage) of the whole process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import platform
 import resource
@@ -79,41 +82,68 @@ def segment_inputs(model: Model, size: int, frames: int, rank: int = 8, seed: in
     return seg, prev, ctx, f, z
 
 
-def bench_generation(model: Model, size: int, frames: int, reps: int, threshold: float) -> dict[str, Any]:
+def bench_generation(model: Model, size: int, frames: int, reps: int, threshold: float,
+                     compile_: bool = False) -> dict[str, Any]:
+    """Generation speed per policy against the diffusers pipeline; `compile_` adds torch.compile'd sides.
+
+    The compiled sides run on a compiled copy of the same weights, so the diffusers side and the
+    eager policies keep running eager code.
+    """
     from promptlab.bench.diffusers_ref import build_pipeline, eps_parameterisation, pipeline_frame
+    from promptlab.engine.runtime import compiled
 
     _, _, ctx, f, z = segment_inputs(model, size, frames)
     pipe = build_pipeline(model)
     control = CacheControl("none", threshold)
-    times: dict[str, list[float]] = {p: [] for p in (*POLICIES, "diffusers")}
-    images: dict[str, torch.Tensor] = {}
-    reused: dict[str, float] = {}
-    with torch.no_grad(), UnetCache(model, control) as cache:
-        def ours(policy: str) -> torch.Tensor:
-            control.set(policy)
-            return forward(model, z, ctx, factors=f)[1]
+    sides: dict[str, tuple[Model, str]] = {p: (model, p) for p in POLICIES}
+    compile_seconds = None
+    with contextlib.ExitStack() as stack:
+        cache = stack.enter_context(UnetCache(model, control))
+        stack.enter_context(torch.no_grad())
+        ccontrol, ccache = control, cache
+        if compile_:
+            cm = compiled(model, copy=True)
+            ccontrol = CacheControl("none", threshold)
+            ccache = stack.enter_context(UnetCache(cm, ccontrol))
+            for p in ("none", "lossless"):
+                sides[f"{p}+compile"] = (cm, p)
+
+        def ours(name: str) -> torch.Tensor:
+            m, policy = sides[name]
+            (ccontrol if m is not model else control).set(policy)
+            return forward(m, z, ctx, factors=f)[1]
 
         def theirs() -> torch.Tensor:
             with eps_parameterisation(model):
                 return torch.cat([pipeline_frame(pipe, model, z, ctx[i:i + 1], size) for i in range(frames)])
 
-        ours("none"), ours("lossless"), theirs()  # warm-up
+        names = ["diffusers", *sides]
+        times: dict[str, list[float]] = {n: [] for n in names}
+        images: dict[str, torch.Tensor] = {}
+        reused: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for n in sides:  # warm-up (and, for the compiled sides, compilation)
+            ours(n)
+            ours(n)
+        if compile_:
+            compile_seconds = time.perf_counter() - t0
+        theirs()
         for _ in range(reps):  # interleaved: load hits every side alike
-            for name in ("diffusers", *POLICIES):
+            for name in names:
                 dt, img = _timed(model, theirs if name == "diffusers" else (lambda n=name: ours(n)))
                 times[name].append(dt)
                 images[name] = img
-                if name in POLICIES:
-                    reused[name] = float(np.mean(cache.reused()))
+                if name != "diffusers":
+                    c = ccache if sides[name][0] is not model else cache
+                    reused[name] = float(np.mean(c.reused()))
     med = {k: statistics.median(v) for k, v in times.items()}
-    ours01 = {p: ((images[p] + 1) / 2).clamp(0, 1) for p in POLICIES}
-    fps = {k: frames / v for k, v in med.items()}
-    return {
-        "frames_per_s": fps,
+    ours01 = {p: ((images[p] + 1) / 2).clamp(0, 1) for p in sides}
+    out = {
+        "frames_per_s": {k: frames / v for k, v in med.items()},
         "seconds_per_frame": {k: v / frames for k, v in med.items()},
         "speedup_vs_diffusers": med["diffusers"] / med["lossless"],
-        "speedup_vs_diffusers_by_policy": {p: med["diffusers"] / med[p] for p in POLICIES},
-        "diffusers_max_abs_diff": {p: float((ours01[p] - images["diffusers"]).abs().max()) for p in POLICIES},
+        "speedup_vs_diffusers_by_policy": {p: med["diffusers"] / med[p] for p in sides},
+        "diffusers_max_abs_diff": {p: float((ours01[p] - images["diffusers"]).abs().max()) for p in sides},
         "lossless_cache_speedup": med["none"] / med["lossless"],
         "lossless_cache_max_abs_diff": float((images["lossless"] - images["none"]).abs().max()),
         "lossy_cache_speedup": med["none"] / med["lossy"],
@@ -122,58 +152,75 @@ def bench_generation(model: Model, size: int, frames: int, reps: int, threshold:
         "reused_flops_fraction": reused,
         "raw_seconds": times,
     }
+    if compile_:
+        out["compile_seconds"] = compile_seconds
+        out["speedup_vs_diffusers_compiled"] = med["diffusers"] / med["lossless+compile"]
+        out["compile_speedup"] = med["lossless"] / med["lossless+compile"]
+    return out
+
+
+def _fit_run(model: Model, seg: Any, targets: torch.Tensor, z: torch.Tensor, prev: Any, settings: Settings,
+             loss: Any, frames: int, stop_at: float | None = None, max_seconds: float = math.inf) -> dict[str, Any]:
+    """One fit: (seconds, best loss) after every iteration, frame visits; stops at `stop_at` or `max_seconds`."""
+    stamps: list[tuple[float, float]] = []
+    visits = 0
+    t0 = time.perf_counter()
+    for rec in fit_segment(model, seg, targets, z, prev, settings, loss):
+        _sync(model)
+        stamps.append((time.perf_counter() - t0, rec.best_loss))
+        visits += frames if settings.batched else frames + (2 if settings.dynamic and rec.iteration > 1 else 0)
+        if (stop_at is not None and rec.best_loss <= stop_at) or stamps[-1][0] > max_seconds:
+            break
+    return {"seconds": time.perf_counter() - t0, "visits": visits, "stamps": stamps}
 
 
 def bench_inversion(model: Model, size: int, frames: int, reps: int, iters: int) -> dict[str, Any]:
-    """Batched fit vs the reference sequential loop on one interpolated segment (same start, loss)."""
+    """Batched fit vs the reference sequential loop on one interpolated segment (same start, loss, lr).
+
+    Each repetition runs the reference for `iters` passes; its best loss is the target. The
+    batched fit then runs until it reaches that loss or has used 3× the reference's time (so
+    "time to target" can come out worse, or never). Per-visit cost is each run's seconds /
+    frame visits.
+    """
     seg, prev, _, _, z = segment_inputs(model, size, frames)
     g = torch.Generator().manual_seed(7)
     targets = torch.rand(frames, 3, size, size, generator=g) * 2 - 1
     base = Settings(model=model.name if model.name != "sd-turbo" else "tiny", size=size, rank=8,
                     interval=frames, iters=iters, perceptual="none", patience=10**6)
     loss = make_loss(base, model.device)
-    prev_q = (prev[0], prev[1])
     runs: dict[str, list[dict[str, Any]]] = {"reference": [], "batched": []}
-    for _ in range(reps):
-        for name in ("reference", "batched"):
-            settings = base.replace(batched=(name == "batched"))
-            stamps: list[tuple[float, float]] = []
-            t0 = time.perf_counter()
-            job = fit_segment(model, seg, targets, z, prev_q, settings, loss)
-            visits = 0
-            try:
-                while True:
-                    rec = next(job)
-                    _sync(model)
-                    stamps.append((time.perf_counter() - t0, rec.best_loss))
-                    visits += frames if name == "batched" else frames + (2 if settings.dynamic and rec.iteration > 1 else 0)
-            except StopIteration:
-                pass
-            total = time.perf_counter() - t0
-            runs[name].append({"seconds": total, "visits": visits, "stamps": stamps})
-    target = statistics.median(min(b for _, b in r["stamps"]) for r in runs["reference"])
+    targets_reached: list[float] = []
+    for _ in range(reps):  # interleaved: load hits both sides alike
+        ref = _fit_run(model, seg, targets, z, prev, base.replace(batched=False), loss, frames)
+        target = min(b for _, b in ref["stamps"])
+        bat = _fit_run(model, seg, targets, z, prev, base.replace(batched=True, iters=10**6), loss, frames,
+                       stop_at=target, max_seconds=3 * ref["seconds"])
+        runs["reference"].append(ref)
+        runs["batched"].append(bat)
+        targets_reached.append(target)
 
-    def reach(r: dict[str, Any]) -> float | None:
+    def reach(r: dict[str, Any], target: float) -> float | None:
         return next((t for t, b in r["stamps"] if b <= target), None)
 
     per_visit = {k: statistics.median(r["seconds"] / r["visits"] for r in v) for k, v in runs.items()}
-    reached = {k: [reach(r) for r in v] for k, v in runs.items()}
-    ttt = {k: (statistics.median(x) if all(x_ is not None for x_ in x) else None)
-           for k, x in reached.items()}
+    reached = {k: [reach(r, t) for r, t in zip(v, targets_reached)] for k, v in runs.items()}
+    ttt = {k: (statistics.median(x) if all(x_ is not None for x_ in x) else None) for k, x in reached.items()}
     return {
         "seconds_per_frame_visit": per_visit,
         "inversion_speedup_vs_reference": per_visit["reference"] / per_visit["batched"],
-        "target_loss": target,
+        "target_loss": statistics.median(targets_reached),
         "seconds_to_target": ttt,
         "time_to_target_ratio": (ttt["reference"] / ttt["batched"]) if ttt["batched"] and ttt["reference"] else None,
         "final_best_loss": {k: statistics.median(min(b for _, b in r["stamps"]) for r in v) for k, v in runs.items()},
-        "iterations": iters,
+        "iterations": {k: statistics.median(len(r["stamps"]) for r in v) for k, v in runs.items()},
+        "frame_visits": {k: statistics.median(r["visits"] for r in v) for k, v in runs.items()},
     }
 
 
 def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, reps: int = 3,
               inv_iters: int = 10, inv_reps: int = 1, threshold: float = 0.05, device: str = "cpu",
-              dtype: str = "fp32", threads: int = 0, channels_last: bool = False) -> dict[str, Any]:
+              dtype: str = "fp32", threads: int = 0, channels_last: bool = False,
+              compile_: bool = False) -> dict[str, Any]:
     """Every measurement of the bench in one dict (see module doc)."""
     from promptlab.engine.runtime import set_threads
     from promptlab.models.registry import load_model
@@ -184,11 +231,11 @@ def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, re
         m.unet_module.to(memory_format=torch.channels_last)
         m.decoder_module.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
-    gen = bench_generation(m, size, frames, reps, threshold)
+    gen = bench_generation(m, size, frames, reps, threshold, compile_)
     inv = bench_inversion(m, size, frames, inv_reps, inv_iters)
     return {
         "model": m.label, "size": size, "frames": frames, "reps": reps, "dtype": str(m.dtype).replace("torch.", ""),
-        "device": str(m.device), "channels_last": channels_last, "machine": machine(),
+        "device": str(m.device), "channels_last": channels_last, "compile": compile_, "machine": machine(),
         **{k: gen[k] for k in ("speedup_vs_diffusers", "lossless_cache_speedup", "lossless_cache_max_abs_diff")},
         "inversion_speedup_vs_reference": inv["inversion_speedup_vs_reference"],
         "generation": gen, "inversion": inv,

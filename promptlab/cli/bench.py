@@ -22,6 +22,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dtype", default="fp32", help="fp32 | bf16 | fp16")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--compile", action="store_true",
+                   help="also time our generator under torch.compile (on a compiled copy of the weights)")
     p.add_argument("--json", dest="json_out", help="write every number here")
     a = p.parse_args(argv)
     if a.size < 8 or a.size % 8:
@@ -35,13 +37,17 @@ def main(argv: list[str]) -> int:
     from promptlab.bench import run_bench
 
     r = run_bench(a.model, a.size, a.frames, a.reps, a.inv_iters, a.inv_reps, a.threshold, a.device, a.dtype,
-                  a.threads, a.channels_last)
+                  a.threads, a.channels_last, a.compile)
     g, inv = r["generation"], r["inversion"]
     fps = ", ".join(f"{k} {v:.2f}" for k, v in g["frames_per_s"].items())
     print(f"{r['model']} {r['size']}px {r['dtype']} {r['device']}, {r['frames']} frames, {r['reps']} reps", file=sys.stderr)
     print(f"generation frames/s: {fps}", file=sys.stderr)
     print(f"speedup vs diffusers (lossless): {r['speedup_vs_diffusers']:.2f}x, max |diff| "
           f"{g['diffusers_max_abs_diff']['lossless']:.2e}", file=sys.stderr)
+    if a.compile:
+        print(f"torch.compile: {g['compile_seconds']:.0f} s to compile; speedup vs diffusers (lossless, compiled): "
+              f"{g['speedup_vs_diffusers_compiled']:.2f}x, max |diff| {g['diffusers_max_abs_diff']['lossless+compile']:.2e}",
+              file=sys.stderr)
     print(f"lossless cache: {r['lossless_cache_speedup']:.2f}x, max |diff| {r['lossless_cache_max_abs_diff']:.2e}; "
           f"lossy: {g['lossy_cache_speedup']:.2f}x", file=sys.stderr)
     print(f"inversion per frame visit: {r['inversion_speedup_vs_reference']:.2f}x the reference loop; "

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from promptlab.errors import PromptlabError
-from promptlab.settings import CROP_MODES, PERCEPTUAL, Settings, load_preset
+from promptlab.settings import CROP_MODES, PERCEPTUAL, START_MODES, Settings, load_preset
 
 # flag -> (Settings field, type, help)
 FLAGS: dict[str, tuple[str, type, str]] = {
@@ -24,6 +24,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--fps": ("fps", float, "frame rate (default: the clip's own)"),
     "--crop": ("crop", str, f"how frames become square: {', '.join(CROP_MODES)}"),
     "--seed": ("seed", int, "seed of the shared noise and the prompt initialisation"),
+    "--start": ("start", str, f"inversion start: {', '.join(START_MODES)} (auto: the model's prompt encoder if it has one)"),
     "--perceptual": ("perceptual", str, f"perceptual loss term: {', '.join(PERCEPTUAL)}"),
     "--device": ("device", str, "auto | cpu | cuda[:N] | mps"),
     "--dtype": ("dtype", str, "fp32 | bf16 | fp16"),

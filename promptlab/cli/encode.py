@@ -64,7 +64,8 @@ def main(argv: list[str]) -> int:
                     recon_dir, a.quiet, settings)
     print(f"wrote {out}: {done.total_bytes} bytes, {done.kbps:.2f} kbps "
           f"({done.kbps_without_init:.2f} without the init latent), {done.elapsed:.1f} s, "
-          f"model {done.extra['model']}, perceptual {done.extra['perceptual']}", file=sys.stderr)
+          f"model {done.extra['model']}, perceptual {done.extra['perceptual']}, start {done.extra['start']}",
+          file=sys.stderr)
     return 0
 
 

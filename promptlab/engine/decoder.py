@@ -20,6 +20,7 @@ from promptlab.codec.schedule import segments
 from promptlab.engine import records
 from promptlab.engine.cache import CacheControl
 from promptlab.engine.generator import generate_stream
+from promptlab.engine.runtime import compiled
 from promptlab.models.base import Model
 
 
@@ -33,6 +34,7 @@ def decode(
     cache: str | CacheControl = "none",
     cache_threshold: float = 0.05,
     upsampler: str | None = None,
+    compile: bool = False,
 ) -> Iterator[Any]:
     """Yield Started, one Frame per frame, then Done. `model` defaults to the stream's model name.
 
@@ -41,16 +43,21 @@ def decode(
     every segment). `Frame.reused` is the fraction of the frame's UNet FLOPs served from cache.
     `upsampler`: for two-stage streams (latent smaller than the frame / 8); by default the one
     the header records (the one the encoder fitted through); naming another is an experiment.
+    `compile`: run the UNet blocks and decoder under torch.compile (engine/runtime.compiled);
+    pays for long streams, costs tens of seconds of compilation first.
     """
     control = cache if isinstance(cache, CacheControl) else CacheControl(cache, cache_threshold)
     t_start = time.perf_counter()
     path = None if isinstance(stream, Stream) else str(stream)
     s = stream if isinstance(stream, Stream) else read_stream(stream)
     h = s.header
+    given = isinstance(model, Model)
     if not isinstance(model, Model):
         from promptlab.models.registry import load_model
 
         model = load_model(model or h.model, device, dtype)
+    if compile:
+        model = compiled(model, copy=given)  # never change a caller's model
     segs = segments(h.n_frames, h.interval)
     yield records.Started(job="decode", n_frames=h.n_frames, n_keyframes=len(segs), width=h.width,
                           height=h.height, fps=h.fps, model=model.label, header_bytes=s.header_bytes,
@@ -69,4 +76,4 @@ def decode(
                        kbps_without_init=rate.kbps(s.total_bytes - s.init_bytes, h.n_frames, h.fps),
                        elapsed=time.perf_counter() - t_start, extra={"model": model.label, "frames": n, "cache": control.policy,
                               "cache_threshold": control.threshold, "mean_reused": reused / max(n, 1),
-                              "upsampler": upsampler, "two_stage": h.latent_h * model.latent_factor != h.height})
+                              "upsampler": upsampler, "compile": compile, "two_stage": h.latent_h * model.latent_factor != h.height})

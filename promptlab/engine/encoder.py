@@ -41,7 +41,7 @@ from promptlab.engine.generator import (
     segment_contexts,
     segment_input,
 )
-from promptlab.engine.inverter import fit_segment
+from promptlab.engine.inverter import fit_segment, start_mode
 from promptlab.engine.losses import make_loss
 from promptlab.engine.runtime import set_threads
 from promptlab.engine.upsample import stage_latent
@@ -136,6 +136,7 @@ def encode(
         from promptlab.models.registry import load_model
 
         model = load_model(settings.model, settings.device, settings.dtype)
+    start_mode(model, settings)  # refuse an impossible start before anything is written
     header = header_for(settings, model, n_frames)
     segs = segments(n_frames, settings.interval)
     loss = make_loss(settings, model.device)
@@ -211,7 +212,8 @@ def encode(
             kbps=rate.kbps(total, n_frames, header.fps),
             kbps_without_init=rate.kbps(total - writer.init_bytes, n_frames, header.fps),
             elapsed=time.perf_counter() - t_start,
-            extra={"model": model.label, "perceptual": loss.perceptual, "first_losses": first_losses,
+            extra={"model": model.label, "perceptual": loss.perceptual, "start": start_mode(model, settings),
+                   "first_losses": first_losses,
                    "best_losses": best_losses, "resumed_keyframes": len(kept),
                    "header_bytes": writer.header_bytes, "init_bytes": writer.init_bytes,
                    "keyframe_bytes": list(writer.keyframe_bytes),

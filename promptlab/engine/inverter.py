@@ -14,8 +14,12 @@ frame visit; with dynamic training the previous pass's worst frame is visited tw
 per-iteration loss is the mean of each frame's loss at its last visit in the pass, and the
 candidate kept is the prompt at the end of the pass (an approximation the batched mode avoids).
 
-Initial U, V are uniform [0, 1) from a generator seeded by (seed, keyframe index), so a
-resumed encode refits a keyframe exactly as an uninterrupted one would.
+Start (`settings.start`): the reference draws U, V uniform on [0, 1) from a generator seeded
+by (seed, keyframe index); "amortised" asks the model's prompt encoder (a trained network that
+maps a frame's latent to rank-nested factors, `model.parts["prompt"]`) for its guess from the
+keyframe, which inversion then refines; "auto" (default) is amortised when the model has a
+prompt encoder. Both are deterministic, so a resumed encode refits a keyframe exactly as an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from promptlab.codec.schedule import Segment
 from promptlab.engine import records
 from promptlab.engine.generator import forward, generate_segment, segment_contexts, to_uint8
 from promptlab.engine.losses import Loss
-from promptlab.errors import Cancelled
+from promptlab.errors import Cancelled, PromptlabError
 from promptlab.models.base import Model
 from promptlab.settings import Settings
 
@@ -54,6 +58,39 @@ class Fit:
 def init_generator(seed: int, index: int) -> torch.Generator:
     """The generator for keyframe `index`'s initial factors (deterministic per (seed, index))."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(index)) % (2**63))
+
+
+def start_mode(model: Model, settings: Settings) -> str:
+    """The start actually used: 'amortised' needs a prompt encoder, 'auto' picks it when there is one."""
+    has = "prompt" in model.parts and "encoder" in model.parts
+    if settings.start == "amortised" and not has:
+        raise PromptlabError(f"start 'amortised' needs a model with a prompt encoder; {model.label} has none")
+    return "amortised" if settings.start == "amortised" or (settings.start == "auto" and has) else "uniform"
+
+
+def start_factors(model: Model, settings: Settings, index: int, keyframe: torch.Tensor,
+                  side: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial (U, V) for keyframe `index` whose target image is `keyframe` (1, 3, H, W) in [-1, 1].
+
+    Amortised factors keep the prompt encoder's first `rank` columns/rows (its factors are
+    rank-nested); beyond its maximum rank the extra columns are small uniform draws, so their
+    gradients are not zero. `side`: the generated resolution (two-stage), where the latent lives.
+    """
+    gen = init_generator(settings.seed, index)
+    u, v = init_factors(settings.rank, model.context_dim, gen)
+    if start_mode(model, settings) == "uniform":
+        return u, v
+    image = keyframe.to(model.device)
+    if side is not None and image.shape[-1] != side:
+        image = torch.nn.functional.interpolate(image, size=(side, side), mode="area")
+    with torch.no_grad():
+        lat = model.parts["encoder"](image.to(model.dtype))
+        pu, pv = model.parts["prompt"](lat)
+    k = min(settings.rank, pu.shape[-1])
+    u, v = 0.1 * u, 0.1 * v
+    u[:, :k] = pu[0, :, :k].float().cpu()
+    v[:k] = pv[0, :k].float().cpu()
+    return u, v
 
 
 class _Factor:
@@ -98,7 +135,8 @@ def fit_segment(
     first = seg.index == 0
     iters = settings.first_iters if first else settings.iters
     patience = settings.first_patience if first else settings.patience
-    u0, v0 = init_factors(settings.rank, model.context_dim, init_generator(settings.seed, seg.index))
+    side = None if settings.stage_scale == 1 else settings.size // settings.stage_scale
+    u0, v0 = start_factors(model, settings, seg.index, targets[-1:], side)
     fu, fv = _Factor(u0, settings.bits, dev), _Factor(v0, settings.bits, dev)
     params = [fu.param, fv.param]
     lr = settings.lr

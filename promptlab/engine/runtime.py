@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from promptlab.errors import PromptlabError
+
+if TYPE_CHECKING:
+    from promptlab.models.base import Model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,3 +66,36 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return device.type
+
+
+def compiled(model: Model, copy: bool = False) -> Model:
+    """The model with its UNet blocks and decoder under torch.compile (`copy`: leave `model` eager).
+
+    The blocks (ResNets, transformers, down/upsamplers) are compiled one by one rather than the
+    whole UNet, so the cache's own walk over the blocks (engine/cache.py) runs compiled code too.
+    Compilation happens at the first call of each input shape (tens of seconds on a CPU), so it
+    pays for long decodes, not for one frame. `copy` gives separate module copies, for the bench
+    to time compiled and eager code side by side.
+    """
+    import copy as _copy
+    import dataclasses
+
+    if copy:
+        unet, dec = _copy.deepcopy(model.unet_module), _copy.deepcopy(model.decoder_module)
+        model = dataclasses.replace(model, unet_module=unet, decoder_module=dec, unet_call=None,
+                                    parts={**model.parts, "unet": unet})
+    import torch._dynamo.config as dynamo
+
+    # every ResNet/transformer instance shares one code object, and each (instance, shape) is a
+    # compiled variant: the default limit of 8 would silently send most blocks back to eager
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 256)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, 4096)
+    unet = model.unet_module
+    mods = [model.decoder_module]
+    for blk in [*unet.down_blocks, unet.mid_block, *unet.up_blocks]:
+        if blk is not None:
+            for name in ("resnets", "attentions", "downsamplers", "upsamplers"):
+                mods.extend(getattr(blk, name, None) or [])
+    for m in mods:
+        m.compile()
+    return model

@@ -74,9 +74,6 @@ TRAINED_PARTS_CONFIG: dict[str, Any] = {
     "latent_channels": 4, "encoder_channels": [32, 64, 96], "decoder_channels": [128, 64, 32],
     "decoder_blocks": [2, 1, 1], "dim": 128, "max_rank": 16, "prompt_width": 96,
 }
-# Iteration counts that make the trained tiny model usable on a CPU (seconds per keyframe at
-# 128 px); the reference's 10000/1500 are hours here. Measured in docs/model-card.md.
-RECOMMENDED_SETTINGS: dict[str, Any] = {"first_iters": 150, "iters": 60, "first_patience": 30, "patience": 10}
 
 # Trained form: eps = SKIP·x_in + UNet/σ, so the one-step x0 = −UNet(x_in, t, c) exactly as the
 # generator computes it (x − σ·SKIP·x_in cancels); the UNet's output is the latent itself.

@@ -66,3 +66,51 @@ def amortised_psnr(model, frames: list[np.ndarray], rank: int, seed: int = 88) -
         _, images = forward(model, z, ctx)
     out = to_uint8(images)
     return float(np.mean([psnr(o, f) for o, f in zip(out, frames)]))
+
+
+def keyframe_psnr(model, frame: np.ndarray, settings) -> float:
+    """PSNR of keyframe 0 (one frame) after inversion with `settings`, through the real inverter.
+
+    The rank sweep of the model card and its test: the same path `encode` takes for a clip's
+    first keyframe (init latent, quantised factors, the settings' start and loss).
+    """
+    from promptlab.codec.schedule import segments
+    from promptlab.engine.encoder import to_tensor
+    from promptlab.engine.generator import (
+        fixed_noise,
+        generate_segment,
+        segment_contexts,
+        segment_input,
+    )
+    from promptlab.engine.inverter import fit_segment
+    from promptlab.engine.losses import make_loss
+
+    x = to_tensor([frame])
+    lat = model.encode_init(x).cpu()
+    z = segment_input(lat, fixed_noise(settings.seed, tuple(lat.shape)), settings.blend)
+    seg = segments(1, settings.interval)[0]
+    job = fit_segment(model, seg, x, z, None, settings, make_loss(settings, model.device))
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            fit = stop.value
+            break
+    u, v = fit.record.factors()
+    ctx = segment_contexts(seg, (u.to(model.device), v.to(model.device)), None, settings.interp)
+    return psnr(generate_segment(model, z, ctx)[1][0], frame)
+
+
+def comparison_grid(rows: list[tuple[str, list[np.ndarray]]], originals: list[np.ndarray],
+                    captions: list[str]) -> np.ndarray:
+    """Rows of frames (original row first), each frame captioned with its PSNR: the model card's figure."""
+    tiles = []
+    for name, frames in [("original", originals), *rows]:
+        row = []
+        for i, f in enumerate(frames):
+            tile = cv2.copyMakeBorder(f, 18, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+            text = captions[i] if name == "original" else f"{name} {psnr(f, originals[i]):.1f} dB"
+            cv2.putText(tile, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1, cv2.LINE_AA)
+            row.append(tile)
+        tiles.append(np.concatenate(row, axis=1))
+    return np.concatenate(tiles, axis=0)

@@ -199,6 +199,8 @@ def test_quality_rises_with_rank_by_more_than_a_decibel(monkeypatch: pytest.Monk
     # so a step may be flat, never a loss beyond rounding
     assert all(b > a - 0.25 for a, b in zip(psnrs, psnrs[1:])), psnrs
     assert psnrs[2] - psnrs[0] > 1.0 and psnrs[-1] - psnrs[0] > 1.5, psnrs
+    # and rank 8 (the acceptance setting) clears 20 dB on this keyframe even at 400 iterations
+    assert psnrs[2] >= 20.0, psnrs
 
 
 def test_inversion_starts_from_the_prompt_encoder_when_the_model_has_one() -> None:

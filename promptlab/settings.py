@@ -141,7 +141,7 @@ ENCODE_KEYS = (
     "model", "size", "rank", "bits", "interval", "fps", "seed", "blend", "interp", "crop",
     "init_mode", "iters", "first_iters", "lr", "lr_min", "patience", "first_patience",
     "w_mse", "w_perceptual", "w_reg", "perceptual", "batched", "dynamic", "dtype",
-    "stage_scale", "upsampler",
+    "stage_scale", "upsampler", "start",
 )
 
 

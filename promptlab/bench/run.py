@@ -5,13 +5,13 @@ Load on a shared machine affects both sides equally because repetitions are inte
 
 * generation: frames/s of our generator per cache policy (one segment of `frames` frames, factor
   interpolation, one batch) against the diffusers StableDiffusionPipeline called per frame with
-  the same UNet, AutoencoderTiny, latents and prompt embeddings (bench/diffusers_ref.py);
+  the same UNet, latent decoder, latents and prompt embeddings (bench/diffusers_ref.py);
   `speedup_vs_diffusers` uses the lossless policy, `speedup_vs_diffusers_by_policy` has all;
 * lossless cache: none vs lossless time, and the max |image difference|;
 * inversion: seconds per frame visit of the batched fit against the reference sequential loop
   (one Adam step per frame visit) on the same segment, targets, start and loss, and the time each
-  takes to reach the reference's best loss (the batched fit runs until it gets there, within the
-  reference's number of frame visits);
+  takes to reach the reference's best loss (the batched fit runs until it gets there, or has
+  used 3× the reference's time);
 * peak RSS (resource.getrusage) of the whole process.
 """
 
@@ -30,14 +30,12 @@ import numpy as np
 import torch
 
 from promptlab.codec.schedule import segments
-from promptlab.engine.cache import CacheControl, UnetCache, factors_for
+from promptlab.engine.cache import POLICIES, CacheControl, UnetCache, factors_for
 from promptlab.engine.generator import fixed_noise, forward, segment_contexts
 from promptlab.engine.inverter import fit_segment
 from promptlab.engine.losses import make_loss
 from promptlab.models.base import Model
 from promptlab.settings import Settings
-
-POLICIES = ("none", "lossless", "lossy")
 
 
 def machine() -> dict[str, Any]:

@@ -36,8 +36,7 @@ import torch.nn.functional as F
 
 from promptlab.errors import PromptlabError
 from promptlab.models.base import Model
-
-POLICIES = ("none", "lossless", "lossy")
+from promptlab.settings import CACHE_POLICIES as POLICIES
 
 
 @dataclass

@@ -52,7 +52,7 @@ def decode(
     s = stream if isinstance(stream, Stream) else read_stream(stream)
     h = s.header
     given = isinstance(model, Model)
-    if not isinstance(model, Model):
+    if not given:
         from promptlab.models.registry import load_model
 
         model = load_model(model or h.model, device, dtype)

@@ -44,7 +44,7 @@ from promptlab.engine.generator import (
 from promptlab.engine.inverter import fit_segment, start_mode
 from promptlab.engine.losses import make_loss
 from promptlab.engine.runtime import set_threads
-from promptlab.engine.upsample import stage_latent
+from promptlab.engine.upsample import stage_image, stage_latent, stage_size
 from promptlab.errors import PromptlabError, StreamError
 from promptlab.io.atomic import check_target
 from promptlab.io.video import FrameRange, count_frames, parse_frames, read_frames
@@ -93,22 +93,7 @@ def _identity(source: str | Path, frames: FrameRange | None, settings: Settings,
         "source": str(Path(source).resolve()),
         "frames": list(frames) if frames else None,
         "model_version": model.version,
-        "stage_scale": settings.stage_scale,
-        "upsampler": settings.upsampler,
     }
-
-
-def stage_size(settings: Settings) -> tuple[int, int] | None:
-    """Two-stage generation's output size (None: single stage, images come out at full size)."""
-    return None if settings.stage_scale == 1 else (settings.size, settings.size)
-
-
-def init_image(frame: torch.Tensor, settings: Settings) -> torch.Tensor:
-    """Frame 0 as the init-latent encoder sees it: at the generated resolution (area-downsampled)."""
-    if settings.stage_scale == 1:
-        return frame
-    side = settings.size // settings.stage_scale
-    return torch.nn.functional.interpolate(frame, size=(side, side), mode="area")
 
 
 def encode(
@@ -136,14 +121,14 @@ def encode(
         from promptlab.models.registry import load_model
 
         model = load_model(settings.model, settings.device, settings.dtype)
-    start_mode(model, settings)  # refuse an impossible start before anything is written
+    start = start_mode(model, settings)  # refuses an impossible start before anything is written
     header = header_for(settings, model, n_frames)
     segs = segments(n_frames, settings.interval)
     loss = make_loss(settings, model.device)
     first = next(reader, None)
     if first is None:
         raise PromptlabError(f"{source} has no frames to encode")
-    init_latent = model.encode_init(init_image(to_tensor([first]), settings)).cpu()
+    init_latent = model.encode_init(stage_image(to_tensor([first]), settings)).cpu()
     init_used = decode_init(encode_init(init_latent, header), header)  # what the receiver will see
 
     partial, sidecar = partial_paths(out)
@@ -212,7 +197,7 @@ def encode(
             kbps=rate.kbps(total, n_frames, header.fps),
             kbps_without_init=rate.kbps(total - writer.init_bytes, n_frames, header.fps),
             elapsed=time.perf_counter() - t_start,
-            extra={"model": model.label, "perceptual": loss.perceptual, "start": start_mode(model, settings),
+            extra={"model": model.label, "perceptual": loss.perceptual, "start": start,
                    "first_losses": first_losses,
                    "best_losses": best_losses, "resumed_keyframes": len(kept),
                    "header_bytes": writer.header_bytes, "init_bytes": writer.init_bytes,

@@ -39,6 +39,7 @@ from promptlab.codec.schedule import Segment
 from promptlab.engine import records
 from promptlab.engine.generator import forward, generate_segment, segment_contexts, to_uint8
 from promptlab.engine.losses import Loss
+from promptlab.engine.upsample import stage_image, stage_size
 from promptlab.errors import Cancelled, PromptlabError
 from promptlab.models.base import Model
 from promptlab.settings import Settings
@@ -68,21 +69,19 @@ def start_mode(model: Model, settings: Settings) -> str:
     return "amortised" if settings.start == "amortised" or (settings.start == "auto" and has) else "uniform"
 
 
-def start_factors(model: Model, settings: Settings, index: int, keyframe: torch.Tensor,
-                  side: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def start_factors(model: Model, settings: Settings, index: int,
+                  keyframe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Initial (U, V) for keyframe `index` whose target image is `keyframe` (1, 3, H, W) in [-1, 1].
 
     Amortised factors keep the prompt encoder's first `rank` columns/rows (its factors are
     rank-nested); beyond its maximum rank the extra columns are small uniform draws, so their
-    gradients are not zero. `side`: the generated resolution (two-stage), where the latent lives.
+    gradients are not zero. The keyframe is seen at the generated resolution (two-stage).
     """
     gen = init_generator(settings.seed, index)
     u, v = init_factors(settings.rank, model.context_dim, gen)
     if start_mode(model, settings) == "uniform":
         return u, v
-    image = keyframe.to(model.device)
-    if side is not None and image.shape[-1] != side:
-        image = torch.nn.functional.interpolate(image, size=(side, side), mode="area")
+    image = stage_image(keyframe.to(model.device), settings)
     with torch.no_grad():
         lat = model.parts["encoder"](image.to(model.dtype))
         pu, pv = model.parts["prompt"](lat)
@@ -135,8 +134,7 @@ def fit_segment(
     first = seg.index == 0
     iters = settings.first_iters if first else settings.iters
     patience = settings.first_patience if first else settings.patience
-    side = None if settings.stage_scale == 1 else settings.size // settings.stage_scale
-    u0, v0 = start_factors(model, settings, seg.index, targets[-1:], side)
+    u0, v0 = start_factors(model, settings, seg.index, targets[-1:])
     fu, fv = _Factor(u0, settings.bits, dev), _Factor(v0, settings.bits, dev)
     params = [fu.param, fv.param]
     lr = settings.lr
@@ -147,7 +145,7 @@ def fit_segment(
     losses: list[float] = []
     worst: int | None = None
 
-    out_size = None if settings.stage_scale == 1 else (settings.size, settings.size)
+    out_size = stage_size(settings)
 
     def run(ctx: torch.Tensor) -> torch.Tensor:
         """Images through the same (possibly two-stage) path the receiver runs."""

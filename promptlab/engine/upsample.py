@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import PromptlabError
+from promptlab.settings import STAGE_SCALES, Settings
 
 Upsampler = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 _REGISTRY: dict[str, Callable[[torch.device], Upsampler]] = {}
-STAGE_SCALES = (1, 2, 4)
 
 
 def register_upsampler(name: str, factory: Callable[[torch.device], Upsampler]) -> None:
@@ -88,6 +88,19 @@ def stage_latent(size: int, stage_scale: int, latent_factor: int = 8) -> int:
     if size % (latent_factor * stage_scale):
         raise PromptlabError(f"size {size} is not a multiple of {latent_factor * stage_scale} (stage scale {stage_scale})")
     return size // latent_factor // stage_scale
+
+
+def stage_size(settings: Settings) -> tuple[int, int] | None:
+    """The size generated images are upsampled to (None: single stage, they come out at full size)."""
+    return None if settings.stage_scale == 1 else (settings.size, settings.size)
+
+
+def stage_image(frame: torch.Tensor, settings: Settings) -> torch.Tensor:
+    """A frame as the model's encoder must see it: at the generated resolution (area-downsampled)."""
+    if settings.stage_scale == 1:
+        return frame
+    side = settings.size // settings.stage_scale
+    return F.interpolate(frame, size=(side, side), mode="area")
 
 
 def upsample(images: torch.Tensor, size: tuple[int, int], name: str = "bicubic") -> torch.Tensor:

@@ -26,7 +26,14 @@ from PySide6.QtWidgets import (
 )
 
 from promptlab.errors import PromptlabError
-from promptlab.settings import Settings, list_presets, load_preset, preset_path, save_settings_file
+from promptlab.settings import (
+    CACHE_POLICIES,
+    Settings,
+    list_presets,
+    load_preset,
+    preset_path,
+    save_settings_file,
+)
 
 CACHE_NOTE = ("switches live while frames are generated: lossless reuses what a segment's frames share "
               "(equal to none up to float rounding); lossy also reuses deeper UNet features while the "
@@ -70,7 +77,7 @@ class Controls(QWidget):
         self.iters = _spin(1, 100000, 10, "Adam iterations per later keyframe")
         self.first_iters = _spin(1, 100000, 10, "Adam iterations for keyframe 0")
         self.cache = QComboBox()
-        for name in ("none", "lossless", "lossy"):
+        for name in CACHE_POLICIES:
             self.cache.addItem(name)
         self.cache.setToolTip(CACHE_NOTE)
         self.cache_threshold = QDoubleSpinBox()

@@ -23,6 +23,7 @@ import numpy as np
 
 from promptlab.errors import Cancelled, PromptlabError
 from promptlab.gui.results import ResultsCache
+from promptlab.settings import CACHE_POLICIES
 
 Message = tuple[str, dict[str, Any]]
 DEFAULT_PIPELINE = "promptlab.gui.jobs:pipeline"
@@ -46,7 +47,6 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-CACHE_POLICIES = ("none", "lossless", "lossy")
 _LIVE_CACHE: Any = None  # the window's shared (policy, threshold), set in the job process
 
 
@@ -69,7 +69,7 @@ def live_cache_control(spec: JobSpec) -> Any:
         def __init__(self) -> None:  # noqa: D107 - the state lives in shared memory
             pass
 
-        policy = property(lambda self: CACHE_POLICIES[max(0, min(2, pv.value))])  # type: ignore[assignment]
+        policy = property(lambda self: CACHE_POLICIES[max(0, min(len(CACHE_POLICIES) - 1, pv.value))])  # type: ignore[assignment]
         threshold = property(lambda self: max(0.0, float(tv.value)))  # type: ignore[assignment]
 
     return SharedCacheControl()

@@ -16,7 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from promptlab.gui.jobs import CACHE_POLICIES, JobSpec, run_job, shared_cache_values
+from promptlab.gui.jobs import JobSpec, run_job, shared_cache_values
+from promptlab.settings import CACHE_POLICIES
 
 DRAIN_BUDGET_S = 0.02
 POLL_MS = 15

@@ -43,7 +43,8 @@ def available_models() -> list[tuple[str, bool, str]]:
 
     out: list[tuple[str, bool, str]] = []
     tiny = weights_path()
-    out.append(("tiny", True, f"trained weights {tiny}" if tiny.exists() else "built in (random weights)"))
+    out.append(("tiny", True, f"trained weights {tiny}" if tiny is not None and tiny.exists()
+                else "built in (random weights)"))
     _, _, missing = locate()
     out.append(("sd-turbo", not missing, "local weights found" if not missing else "; ".join(missing)))
     out.append(("sd-turbo-arch", True, "architecture only (random weights), for benchmarks"))

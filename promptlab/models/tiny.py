@@ -80,9 +80,12 @@ TRAINED_PARTS_CONFIG: dict[str, Any] = {
 TRAINED_EPS_GAIN = float(1 / _SIGMA)
 
 
-def weights_path() -> Path:
+def weights_path() -> Path | None:
+    """The weights file load_tiny reads; None when PROMPTLAB_TINY=random asks for the seeded random model."""
     env = os.environ.get("PROMPTLAB_TINY")
-    return Path(env) if env and env != "random" else WEIGHTS
+    if env == "random":
+        return None
+    return Path(env) if env else WEIGHTS
 
 
 def trained_config() -> dict[str, Any]:
@@ -165,12 +168,10 @@ def _condition(module: torch.nn.Module) -> None:
 def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
     """The tiny model: trained weights if the file is there, else seeded random weights."""
     path = weights_path()
-    if os.environ.get("PROMPTLAB_TINY") == "random":
-        path = Path("/nonexistent/random")
     unet_cfg, ae_cfg = dict(UNET_CONFIG), dict(AE_CONFIG)
     state = None
     version = RANDOM_VERSION
-    if path.exists():
+    if path is not None and path.exists():
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -187,7 +188,7 @@ def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
         if cfg:
             unet_cfg.update(cfg.get("unet", {}))
             ae_cfg.update(cfg.get("autoencoder", {}))
-    elif os.environ.get("PROMPTLAB_TINY") not in (None, "", "random"):
+    elif path is not None and path != WEIGHTS:
         raise MissingWeightsError(f"PROMPTLAB_TINY points to {path}, which does not exist")
     unet, ae = _build(unet_cfg, ae_cfg)
     if state is not None:
@@ -258,7 +259,7 @@ def save_tiny(model: Model, path: str | Path, version: str, half: bool = False,
 def weights_info() -> str:
     """One line naming the tiny model that load_tiny would load (reads metadata only; for doctor)."""
     path = weights_path()
-    if os.environ.get("PROMPTLAB_TINY") == "random" or not path.exists():
+    if path is None or not path.exists():
         return f"tiny {RANDOM_VERSION} (random weights, built in)"
     try:
         from safetensors import safe_open

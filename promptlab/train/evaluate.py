@@ -9,19 +9,13 @@ of the prompt space the generator learned.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from promptlab.codec.prompt import TOKENS
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (or stacks)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
+from promptlab.metrics.frame import psnr
 
 
 def thumbnail_side(rank: int, dim: int) -> int:
@@ -40,11 +34,6 @@ def thumbnail_psnr(frames: list[np.ndarray], rank: int, dim: int) -> float:
     """Mean per-frame PSNR of the same-size thumbnail baseline."""
     side = thumbnail_side(rank, dim)
     return float(np.mean([psnr(thumbnail(f, side), f) for f in frames]))
-
-
-def read_pngs(folder: str | Path) -> list[np.ndarray]:
-    files = sorted(Path(folder).glob("*.png"))
-    return [cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files]
 
 
 def amortised_psnr(model, frames: list[np.ndarray], rank: int, seed: int = 88) -> float:

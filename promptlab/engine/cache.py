@@ -363,7 +363,7 @@ class UnetCache:
         # frame 0 and the last are anchors in `one`; frames between reuse frame 0's features
         deep = (every - one) / (n - 2) if n > 2 else 0.0
         shared = (one - 2 * deep) / n
-        return plain / 1.0, shared, deep
+        return plain, shared, deep
 
 
 def factors_for(seg_index: int, cur: tuple[torch.Tensor, torch.Tensor],

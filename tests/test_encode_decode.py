@@ -49,6 +49,11 @@ def test_cli_encode_recon_equals_decode_and_losses_fall(tmp_path: Path, capsys) 
     assert len(a) == len(b) == 41
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not partial_paths(out)[0].exists() and not partial_paths(out)[1].exists()
+    # the speed options agree with the sender to float rounding: at most one level in 8 bits
+    fast = tmp_path / "fast"
+    assert main(["decode", str(out), "-o", str(fast), "--cache", "lossless", "--channels-last", "--quiet"]) == 0
+    c = pngs(fast)
+    assert len(c) == 41 and max(int(np.abs(x.astype(int) - y).max()) for x, y in zip(a, c, strict=True)) <= 1
 
 
 def collect(job, stop_after: int | None = None, event: threading.Event | None = None):

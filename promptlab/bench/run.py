@@ -7,7 +7,9 @@ Load on a shared machine affects both sides equally because repetitions are inte
   interpolation, one batch) against the diffusers StableDiffusionPipeline called per frame with
   the same UNet, latent decoder, latents and prompt embeddings (bench/diffusers_ref.py);
   `speedup_vs_diffusers` uses the lossless policy, `speedup_vs_diffusers_by_policy` has all;
-* lossless cache: none vs lossless time, and the max |image difference|;
+* lossless cache: none vs lossless time, the max |image difference|, and
+  `lossless_cache_flop_speedup`, what the cache would gain if time followed FLOPs: (UNet + decoder
+  FLOPs) / (the same less what lossless skips), from FLOP counts on fake tensors;
 * inversion: seconds per frame visit of the batched fit against the reference sequential loop
   (one Adam step per frame visit) on the same segment, targets, start and loss, and the time each
   takes to reach the reference's best loss (the batched fit runs until it gets there, or has
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from promptlab.codec.schedule import segments
-from promptlab.engine.cache import POLICIES, CacheControl, UnetCache, factors_for
+from promptlab.engine.cache import POLICIES, CacheControl, UnetCache, count_flops, factors_for
 from promptlab.engine.generator import fixed_noise, forward, segment_contexts
 from promptlab.engine.inverter import fit_segment
 from promptlab.engine.losses import make_loss
@@ -134,7 +136,12 @@ def bench_generation(model: Model, size: int, frames: int, reps: int, threshold:
                 if name != "diffusers":
                     c = ccache if sides[name][0] is not model else cache
                     reused[name] = float(np.mean(c.reused()))
+                    if name == "lossless":
+                        unet_flops = c.costs()[0]
     med = {k: statistics.median(v) for k, v in times.items()}
+    x0 = torch.zeros(1, model.latent_channels, size // model.latent_factor, size // model.latent_factor,
+                     dtype=model.dtype, device=model.device)
+    decoder_flops = count_flops(lambda: model.decode(x0))
     ours01 = {p: ((images[p] + 1) / 2).clamp(0, 1) for p in sides}
     out = {
         "frames_per_s": {k: frames / v for k, v in med.items()},
@@ -144,6 +151,8 @@ def bench_generation(model: Model, size: int, frames: int, reps: int, threshold:
         "diffusers_max_abs_diff": {p: float((ours01[p] - images["diffusers"]).abs().max()) for p in sides},
         "lossless_cache_speedup": med["none"] / med["lossless"],
         "lossless_cache_max_abs_diff": float((images["lossless"] - images["none"]).abs().max()),
+        "lossless_cache_flop_speedup": lossless_flop_speedup(unet_flops, decoder_flops, reused["lossless"]),
+        "flops_per_frame": {"unet": unet_flops, "decoder": decoder_flops},
         "lossy_cache_speedup": med["none"] / med["lossy"],
         "lossy_cache_max_abs_diff": float((images["lossy"] - images["none"]).abs().max()),
         "lossy_threshold": threshold,
@@ -155,6 +164,18 @@ def bench_generation(model: Model, size: int, frames: int, reps: int, threshold:
         out["speedup_vs_diffusers_compiled"] = med["diffusers"] / med["lossless+compile"]
         out["compile_speedup"] = med["lossless"] / med["lossless+compile"]
     return out
+
+
+def lossless_flop_speedup(unet_flops: float, decoder_flops: float, reused: float) -> float:
+    """What an exact cache gains if time follows FLOPs: (UNet + decoder) / what is left of them.
+
+    The decoder runs for every frame under every policy, so the UNet FLOPs a lossless cache skips
+    (`reused` of them) are diluted by it; `lossless_cache_speedup` is read against this (measured
+    time can beat it a little: the skipped layers run at the highest resolution, where a FLOP costs more).
+    """
+    total = unet_flops + decoder_flops
+    left = total - reused * unet_flops
+    return total / left if left > 0 else float("inf")
 
 
 def _fit_run(model: Model, seg: Any, targets: torch.Tensor, z: torch.Tensor, prev: Any, settings: Settings,
@@ -220,14 +241,14 @@ def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, re
               dtype: str = "fp32", threads: int = 0, channels_last: bool = False,
               compile_: bool = False) -> dict[str, Any]:
     """Every measurement of the bench in one dict (see module doc)."""
+    from promptlab.engine.runtime import channels_last as to_channels_last
     from promptlab.engine.runtime import set_threads
     from promptlab.models.registry import load_model
 
     set_threads(threads)
     m = model if isinstance(model, Model) else load_model(model, device, dtype)
     if channels_last:
-        m.unet_module.to(memory_format=torch.channels_last)
-        m.decoder_module.to(memory_format=torch.channels_last)
+        to_channels_last(m)  # the bench owns its model: both sides of every ratio get the format
     t0 = time.perf_counter()
     gen = bench_generation(m, size, frames, reps, threshold, compile_)
     inv = bench_inversion(m, size, frames, inv_reps, inv_iters)

@@ -80,8 +80,9 @@ class Factors:
         a = self.alphas.to(w.device, w.dtype).view(-1, 1, 1)
         p0 = self.v0.to(w.device, w.dtype) @ w.t()          # (r, d): once per segment
         p1 = self.v1.to(w.device, w.dtype) @ w.t()
-        u = (1 - a) * self.u0.to(w.device, w.dtype) + a * self.u1.to(w.device, w.dtype)  # (N, 77, r)
-        out = u @ ((1 - a) * p0 + a * p1) / math.sqrt(self.u0.shape[-1])
+        u = torch.lerp(self.u0.to(w.device, w.dtype), self.u1.to(w.device, w.dtype), a)  # (N, 77, r)
+        # the 1/√r scale goes on the small (N, r, d) side, not on the (N, 77, d) result
+        out = torch.bmm(u, torch.lerp(p0, p1, a) * (1 / math.sqrt(self.u0.shape[-1])))
         return out if linear.bias is None else out + linear.bias
 
 
@@ -331,30 +332,27 @@ class UnetCache:
         """Per frame of the last call: the fraction of the plain UNet's FLOPs it did not compute."""
         if self._last is None:
             return [0.0] * len(self.anchors)
-        x, t, ctx, factors, anchors = self._last
-        n = ctx.shape[0]
-        key = (tuple(x.shape[1:]), n, factors is not None, str(ctx.dtype))
-        if key not in self._flops:
-            self._flops[key] = self._count(x[:1], t[:1], ctx, factors)
-        plain, shared, deep = self._flops[key]
+        anchors, n = self._last[4], self._last[2].shape[0]
+        plain, shared, deep = self.costs()
         if plain <= 0:
             return [0.0] * n
         return [max(0.0, 1 - (shared + (deep if anchors[i] == i else 0.0)) / plain) for i in range(n)]
 
+    def costs(self) -> tuple[float, float, float]:
+        """FLOPs of the last cached call: (plain UNet per frame, shared per frame, deep path per anchor)."""
+        if self._last is None:
+            return 0.0, 0.0, 0.0
+        x, t, ctx, factors, _ = self._last
+        key = (tuple(x.shape[1:]), ctx.shape[0], factors is not None, str(ctx.dtype))
+        if key not in self._flops:
+            self._flops[key] = self._count(x[:1], t[:1], ctx, factors)
+        return self._flops[key]
+
     def _count(self, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor,
                factors: Factors | None) -> tuple[float, float, float]:
         """(plain UNet per frame, shared cost per frame, deep path per anchor) in FLOPs, on fake tensors."""
-        from torch._subclasses.fake_tensor import FakeTensorMode
-        from torch.utils.flop_counter import FlopCounterMode
-
         n = ctx.shape[0]
-
-        def flops(fn: Any) -> float:
-            with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True), \
-                    FlopCounterMode(display=False) as counter:
-                fn()
-            return float(counter.get_total_flops())
-
+        flops = count_flops
         plain = flops(lambda: self.original(x, t, ctx[:1]))
         every = flops(lambda: self._run(x, t, ctx, factors, list(range(n))))
         if n == 1:
@@ -364,6 +362,16 @@ class UnetCache:
         deep = (every - one) / (n - 2) if n > 2 else 0.0
         shared = (one - 2 * deep) / n
         return plain, shared, deep
+
+
+def count_flops(fn: Any) -> float:
+    """FLOPs (matmul, conv, attention) of `fn()` as torch.utils.flop_counter counts them, on fake tensors."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True), FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
 def factors_for(seg_index: int, cur: tuple[torch.Tensor, torch.Tensor],

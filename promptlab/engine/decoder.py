@@ -20,6 +20,7 @@ from promptlab.codec.schedule import segments
 from promptlab.engine import records
 from promptlab.engine.cache import CacheControl
 from promptlab.engine.generator import generate_stream
+from promptlab.engine.runtime import channels_last as to_channels_last
 from promptlab.engine.runtime import compiled
 from promptlab.models.base import Model
 
@@ -35,6 +36,7 @@ def decode(
     cache_threshold: float = 0.05,
     upsampler: str | None = None,
     compile: bool = False,
+    channels_last: bool = False,
 ) -> Iterator[Any]:
     """Yield Started, one Frame per frame, then Done. `model` defaults to the stream's model name.
 
@@ -44,7 +46,9 @@ def decode(
     `upsampler`: for two-stage streams (latent smaller than the frame / 8); by default the one
     the header records (the one the encoder fitted through); naming another is an experiment.
     `compile`: run the UNet blocks and decoder under torch.compile (engine/runtime.compiled);
-    pays for long streams, costs tens of seconds of compilation first.
+    pays for long streams, costs tens of seconds of compilation first. `channels_last`: that
+    memory format for the UNet and decoder (faster batched convolutions on CPU; equal to float
+    rounding). A caller's own model is never changed: both options work on copies of it.
     """
     control = cache if isinstance(cache, CacheControl) else CacheControl(cache, cache_threshold)
     t_start = time.perf_counter()
@@ -56,8 +60,11 @@ def decode(
         from promptlab.models.registry import load_model
 
         model = load_model(model or h.model, device, dtype)
+    if channels_last:
+        model = to_channels_last(model, copy=given)  # never change a caller's model
+        given = False  # already a copy
     if compile:
-        model = compiled(model, copy=given)  # never change a caller's model
+        model = compiled(model, copy=given)
     segs = segments(h.n_frames, h.interval)
     yield records.Started(job="decode", n_frames=h.n_frames, n_keyframes=len(segs), width=h.width,
                           height=h.height, fps=h.fps, model=model.label, header_bytes=s.header_bytes,
@@ -76,4 +83,4 @@ def decode(
                        kbps_without_init=rate.kbps(s.total_bytes - s.init_bytes, h.n_frames, h.fps),
                        elapsed=time.perf_counter() - t_start, extra={"model": model.label, "frames": n, "cache": control.policy,
                               "cache_threshold": control.threshold, "mean_reused": reused / max(n, 1),
-                              "upsampler": upsampler, "compile": compile, "two_stage": h.latent_h * model.latent_factor != h.height})
+                              "upsampler": upsampler, "compile": compile, "channels_last": channels_last, "two_stage": h.latent_h * model.latent_factor != h.height})

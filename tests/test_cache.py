@@ -13,7 +13,7 @@ from promptlab.codec.container import KeyframeRecord, StreamHeader, write_stream
 from promptlab.codec.quant import RunningRange, quantize
 from promptlab.codec.schedule import segments
 from promptlab.engine import records
-from promptlab.engine.cache import CacheControl, UnetCache, factors_for, plan_anchors
+from promptlab.engine.cache import CacheControl, UnetCache, count_flops, factors_for, plan_anchors
 from promptlab.engine.decoder import decode
 from promptlab.engine.generator import fixed_noise, forward, segment_contexts
 from promptlab.errors import PromptlabError
@@ -69,6 +69,13 @@ def test_lossy_recomputes_when_the_prompt_moves_a_lot(tiny) -> None:
     _, im, reused, anchors = run(tiny, "lossy", move=2.0, threshold=0.01)
     assert anchors == list(range(10))
     assert (im - im_none).abs().max() <= 1e-4
+
+
+def test_attention_counts_on_cpu() -> None:
+    """torch's counter has no formula for its CPU attention kernel; reuse fractions need one."""
+    q, k, v = torch.randn(2, 4, 16, 8), torch.randn(2, 4, 32, 8), torch.randn(2, 4, 32, 8)
+    flops = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert flops == 2 * (2 * 2 * 4 * 16 * 32 * 8)  # Q·Kᵀ and A·V, two FLOPs per multiply-add
 
 
 def test_plan_anchors_threshold() -> None:

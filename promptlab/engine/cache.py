@@ -352,12 +352,11 @@ class UnetCache:
                factors: Factors | None) -> tuple[float, float, float]:
         """(plain UNet per frame, shared cost per frame, deep path per anchor) in FLOPs, on fake tensors."""
         n = ctx.shape[0]
-        flops = count_flops
-        plain = flops(lambda: self.original(x, t, ctx[:1]))
-        every = flops(lambda: self._run(x, t, ctx, factors, list(range(n))))
+        plain = count_flops(lambda: self.original(x, t, ctx[:1]))
+        every = count_flops(lambda: self._run(x, t, ctx, factors, list(range(n))))
         if n == 1:
             return plain, 0.0, every
-        one = flops(lambda: self._run(x, t, ctx, factors, [0] * (n - 1) + [n - 1]))
+        one = count_flops(lambda: self._run(x, t, ctx, factors, [0] * (n - 1) + [n - 1]))
         # frame 0 and the last are anchors in `one`; frames between reuse frame 0's features
         deep = (every - one) / (n - 2) if n > 2 else 0.0
         shared = (one - 2 * deep) / n

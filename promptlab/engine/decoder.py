@@ -21,7 +21,7 @@ from promptlab.engine import records
 from promptlab.engine.cache import CacheControl
 from promptlab.engine.generator import generate_stream
 from promptlab.engine.runtime import channels_last as to_channels_last
-from promptlab.engine.runtime import compiled
+from promptlab.engine.runtime import compiled, module_copy
 from promptlab.models.base import Model
 
 
@@ -55,16 +55,16 @@ def decode(
     path = None if isinstance(stream, Stream) else str(stream)
     s = stream if isinstance(stream, Stream) else read_stream(stream)
     h = s.header
-    given = isinstance(model, Model)
-    if not given:
+    if not isinstance(model, Model):
         from promptlab.models.registry import load_model
 
         model = load_model(model or h.model, device, dtype)
+    elif compile or channels_last:
+        model = module_copy(model)  # never change a caller's model
     if channels_last:
-        model = to_channels_last(model, copy=given)  # never change a caller's model
-        given = False  # already a copy
+        to_channels_last(model)
     if compile:
-        model = compiled(model, copy=given)
+        model = compiled(model)
     segs = segments(h.n_frames, h.interval)
     yield records.Started(job="decode", n_frames=h.n_frames, n_keyframes=len(segs), width=h.width,
                           height=h.height, fps=h.fps, model=model.label, header_bytes=s.header_bytes,

@@ -78,7 +78,7 @@ def compiled(model: Model, copy: bool = False) -> Model:
     to time compiled and eager code side by side.
     """
     if copy:
-        model = _module_copy(model)
+        model = module_copy(model)
     import torch._dynamo.config as dynamo
 
     # every ResNet/transformer instance shares one code object, and each (instance, shape) is a
@@ -104,13 +104,13 @@ def channels_last(model: Model, copy: bool = False) -> Model:
     compare against their own model's output.
     """
     if copy:
-        model = _module_copy(model)
+        model = module_copy(model)
     model.unet_module.to(memory_format=torch.channels_last)
     model.decoder_module.to(memory_format=torch.channels_last)
     return model
 
 
-def _module_copy(model: Model) -> Model:
+def module_copy(model: Model) -> Model:
     """A Model over deep copies of the UNet and decoder (the rest shared), with the plain UNet call."""
     import copy
     import dataclasses

@@ -19,7 +19,7 @@ from promptlab.engine import records
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import write_bytes_atomic
 from promptlab.io.video import count_frames, parse_frames, probe
-from promptlab.metrics.sweep import SweepDone, SweepPoint, run_sweep
+from promptlab.runs.sweep import SweepDone, SweepPoint, run_sweep
 
 COLUMNS = ("method", "rank", "interval", "kbps", "target_kbps", "total_bytes", "lpips", "psnr", "ssim",
            "ms_ssim", "severe_ratio")

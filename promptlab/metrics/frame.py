@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,7 +73,13 @@ class FrameMetrics:
         return self.compute_batch([ref], [dist])[0]
 
     @torch.no_grad()
-    def compute_batch(self, refs: Sequence[np.ndarray], dists: Sequence[np.ndarray]) -> list[dict[str, float | None]]:
+    def compute_batch(self, refs: Sequence[np.ndarray], dists: Sequence[np.ndarray],
+                      maps: bool = False) -> list[dict[str, Any]]:
+        """Metrics of aligned frame pairs; with `maps`, also "lpips_map" (uint8 H×W, None without LPIPS).
+
+        The map comes from the same LPIPS pass as the value: the per-layer distances are
+        averaged for the value and upsampled for the map, as lpips does with spatial off and on.
+        """
         if len(refs) != len(dists):
             raise PromptlabError(f"{len(refs)} reference frames but {len(dists)} distorted frames")
         for i, (r, d) in enumerate(zip(refs, dists, strict=True)):
@@ -84,14 +91,46 @@ class FrameMetrics:
             return []
         tr = to_lpips_tensor(list(refs), self.device)
         td = to_lpips_tensor(list(dists), self.device)
-        lp = [None] * len(refs)
+        lp: list[float | None] = [None] * len(refs)
+        lmaps: list[np.ndarray | None] = [None] * len(refs)
         if self.lpips_model is not None:
-            lp = [float(v) for v in self.lpips_model(tr, td).flatten().cpu()]
+            values, spatial = lpips_pass(self.lpips_model, tr, td, maps)
+            lp = [float(v) for v in values.cpu()]
+            if spatial is not None:
+                lmaps = [(np.clip(m, 0.0, 1.0) * 255).astype(np.uint8) for m in spatial.cpu().numpy()]
         tr64, td64 = tr.double() if tr.device.type == "cpu" else tr, td.double() if td.device.type == "cpu" else td
         ss = ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
         ms = ms_ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
-        return [{"lpips": lp[i], "psnr": psnr(refs[i], dists[i]), "ssim": float(ss[i]), "ms_ssim": float(ms[i])}
-                for i in range(len(refs))]
+        rows: list[dict[str, Any]] = [
+            {"lpips": lp[i], "psnr": psnr(refs[i], dists[i]), "ssim": float(ss[i]), "ms_ssim": float(ms[i])}
+            for i in range(len(refs))]
+        if maps:
+            for row, m in zip(rows, lmaps, strict=True):
+                row["lpips_map"] = m
+        return rows
+
+
+def lpips_pass(model: Any, t0: torch.Tensor, t1: torch.Tensor,
+               maps: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """LPIPS values (N,) and, with `maps`, the spatial maps (N, H, W) from one network pass.
+
+    Mirrors lpips.LPIPS.forward: the value is the sum over layers of each layer's spatial mean,
+    the map the sum of each layer's map upsampled (bilinear) to the input size.
+    """
+    import lpips
+
+    x0, x1 = (model.scaling_layer(t0), model.scaling_layer(t1)) if model.version == "0.1" else (t0, t1)
+    f0, f1 = model.net.forward(x0), model.net.forward(x1)
+    value = torch.zeros(t0.shape[0], device=t0.device)
+    spatial = torch.zeros(t0.shape[0], *t0.shape[2:], device=t0.device) if maps else None
+    for k in range(model.L):
+        d = (lpips.normalize_tensor(f0[k]) - lpips.normalize_tensor(f1[k])) ** 2
+        d = model.lins[k](d) if model.lpips else d.sum(dim=1, keepdim=True)
+        value += d.mean(dim=(1, 2, 3))
+        if spatial is not None:
+            spatial += torch.nn.functional.interpolate(d, size=tuple(t0.shape[2:]), mode="bilinear",
+                                                       align_corners=False)[:, 0]
+    return value, spatial
 
 
 def summarize(rows: Iterable[dict], severe: float = SEVERE_LPIPS) -> dict:

@@ -9,7 +9,6 @@ import torch
 
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.models import available_models, load_model
-from promptlab.models import sd_turbo as sdt
 from promptlab.models.tiny import save_tiny
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -58,10 +57,10 @@ def test_sd_turbo_arch_has_the_real_shape() -> None:
     assert m.context_dim == 1024 and m.random_weights and "random weights" in m.label
 
 
-def test_sd_turbo_without_files_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sd_turbo_without_files_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMPTLAB_SD_TURBO", raising=False)
     monkeypatch.delenv("PROMPTLAB_TAESD", raising=False)
-    monkeypatch.setattr(sdt, "_hf_cached", lambda repo, name: None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     with pytest.raises(MissingWeightsError) as err:
         load_model("sd-turbo", "cpu")
     msg = str(err.value)
@@ -98,7 +97,7 @@ def test_reference_prompts_stop_at_weight_loading(tmp_path: Path, monkeypatch: p
 
     monkeypatch.delenv("PROMPTLAB_SD_TURBO", raising=False)
     monkeypatch.delenv("PROMPTLAB_TAESD", raising=False)
-    monkeypatch.setattr(sdt, "_hf_cached", lambda repo, name: None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     header, init, recs = official.import_dir(REF_PROMPTS)
     plab = tmp_path / "ref.plab"
     write_stream(plab, header, init, recs)

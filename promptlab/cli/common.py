@@ -14,7 +14,8 @@ from promptlab.settings import CROP_MODES, PERCEPTUAL, START_MODES, Settings, lo
 
 # flag -> (Settings field, type, help)
 FLAGS: dict[str, tuple[str, type, str]] = {
-    "--model": ("model", str, "tiny | sd-turbo | sd-turbo-arch | PATH to SD-Turbo weights"),
+    "--model": ("model", str, "tiny | sd-turbo | sd-turbo-arch | PATH to SD-Turbo weights | a hub id "
+              "(e.g. stabilityai/sd-turbo) in the local Hugging Face cache"),
     "--size": ("size", int, "square frame size in px (multiple of 8)"),
     "--rank": ("rank", int, "prompt rank r (bytes per keyframe ~ 1101·r at SD-Turbo width)"),
     "--interval": ("interval", int, "keyframe interval k in frames"),
@@ -54,6 +55,10 @@ def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
             changes[field] = value
+    if changes.get("model") is not None:  # a model that cannot load is refused before any work
+        from promptlab.models.registry import check_model
+
+        check_model(changes["model"])
     return s.replace(**changes) if changes else s
 
 

@@ -74,7 +74,30 @@ def report() -> tuple[list[str], int]:
         for name, ok, reason in models:
             missing += not ok
             lines.append(f"  [{'ok' if ok else 'missing'}] {name:<16} {reason}")
+            if name == "sd-turbo":
+                lines += _sd_turbo_routes()
     return lines, missing
+
+
+def _sd_turbo_routes() -> list[str]:
+    """Each configured SD-Turbo route with the files found and why it would not load (configs and headers only)."""
+    try:
+        from promptlab.models.sd_files import routes
+
+        found = routes()
+    except Exception as exc:  # noqa: BLE001 - doctor must report, never crash
+        return [f"      route check failed: {type(exc).__name__}: {exc}"]
+    out = []
+    for loc in found:
+        out.append(f"      route {loc.source}: {'loads' if loc.ok else 'would not load'}")
+        out += [f"        found   {f}" for f in loc.found]
+        out += [f"        missing {m}" for m in loc.missing]
+        out += [f"        bad     {b}" for b in loc.invalid]
+    if not found or not all(loc.ok for loc in found):
+        from promptlab.models.sd_files import HOWTO
+
+        out.append(f"      fix: {HOWTO}")
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -34,6 +34,10 @@ def main(argv: list[str]) -> int:
         import PySide6  # noqa: F401
     except ImportError as exc:
         raise PromptlabError(f"the GUI needs PySide6 and pyqtgraph ({exc}); pip install PySide6-Essentials pyqtgraph") from None
+    if args.model is not None:  # a model that cannot load is refused before any window opens
+        from promptlab.models.registry import check_model
+
+        check_model(args.model)
     from promptlab.gui.app import GuiOptions, run_gui
 
     return run_gui(GuiOptions(**vars(args)))

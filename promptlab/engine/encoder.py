@@ -93,6 +93,7 @@ def _identity(source: str | Path, frames: FrameRange | None, settings: Settings,
         "source": str(Path(source).resolve()),
         "frames": list(frames) if frames else None,
         "model_version": model.version,
+        "model_fingerprint": model.fingerprint,  # other weights under the same name never resume
     }
 
 

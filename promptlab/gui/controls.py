@@ -181,8 +181,10 @@ class Controls(QWidget):
         self.iters.setValue(s.iters)
         self.first_iters.setValue(s.first_iters)
         i = self.model.findData(s.model)
-        if i >= 0:
-            self.model.setCurrentIndex(i)
+        if i < 0:  # a path or hub id (--model, a saved session): offered as it is, so it runs and is saved
+            self.model.addItem(f"{s.model} — SD-Turbo weights given by path or hub id"[:90], s.model)
+            i = self.model.count() - 1
+        self.model.setCurrentIndex(i)
         self.cache.setCurrentText(s.cache)
         self.cache_threshold.setValue(s.cache_threshold)
         for w in widgets:

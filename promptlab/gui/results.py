@@ -1,8 +1,8 @@
 """Finished results on disk, named by what produced them, so unchanged settings are never recomputed.
 
 A result is named by the hash of the encode settings (`Settings.key(*ENCODE_KEYS)`), the
-source's path and modification time, and the frame range. Qt-free: the job process writes
-results and the window reads them.
+fingerprint of the model's weights, the source's path and modification time, and the frame
+range. Qt-free: the job process writes results and the window reads them.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ def source_stamp(src: str | Path) -> str:
 
 
 def result_key(src: str | Path, settings: Settings, frames: tuple[int, int] | None) -> str:
-    """The name of a result: what would change the encoded stream, its source and its frames."""
+    """The name of a result: what would change the stream (settings, the model's weights), its source and frames."""
+    from promptlab.models.registry import model_fingerprint
+
     rng = "all" if frames is None else f"{frames[0]}:{frames[1]}"
-    payload = f"{settings.key(*ENCODE_KEYS)}|{source_stamp(src)}|{rng}"
+    payload = f"{settings.key(*ENCODE_KEYS)}|{model_fingerprint(settings.model)}|{source_stamp(src)}|{rng}"
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 

@@ -44,6 +44,9 @@ class Model:
     # eps = eps_skip·x_in + eps_gain·UNet(x_in, t, c); (0, 1) is the plain UNet (SD-Turbo).
     eps_skip: float = 0.0
     eps_gain: float = 1.0
+    # names the weights actually loaded (models/files.fingerprint, or "random-…"): part of every
+    # cache and resume identity, so results are never reused across different weights
+    fingerprint: str = ""
     _encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

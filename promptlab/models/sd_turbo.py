@@ -1,27 +1,22 @@
 """SD-Turbo: the real model from local files, or its architecture with random weights.
 
-Weights are never downloaded. They come from (first match wins):
-  1. an explicit path (`--model PATH`): a diffusers folder (unet/, vae/) or the single file
-     `sd_turbo.safetensors` of the reference code;
-  2. PROMPTLAB_SD_TURBO=/path/to/folder-or-file;
-  3. the local Hugging Face cache of `stabilityai/sd-turbo` (offline lookup only).
-TAESD (the decoder): PROMPTLAB_TAESD=/path/to/folder, a `taesd/` folder beside the SD-Turbo
-folder, or the local HF cache of `madebyollin/taesd`.
+Weights are never downloaded; where they may be and how they are checked before loading is
+models/sd_files.py. The single file `sd_turbo.safetensors` is converted with diffusers' maps
+into the configs below (the SD 2.1 UNet and the SD 2.x VAE).
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from promptlab.errors import MissingWeightsError, PromptlabError
+from promptlab.errors import PromptlabError
 from promptlab.models.base import Model, freeze, tiny_encoder, vae_kl_encoder
-
-SD_TURBO_HUB = "stabilityai/sd-turbo"
-TAESD_HUB = "madebyollin/taesd"
+from promptlab.models.files import fingerprint
+from promptlab.models.sd_files import Part, locate
 
 # stabilityai/sd-turbo unet/config.json (the SD 2.1 base UNet): 865.9 M parameters.
 UNET_CONFIG: dict[str, Any] = {
@@ -65,90 +60,55 @@ VAE_CONFIG: dict[str, Any] = {
     "scaling_factor": 0.18215,
 }
 
-HOWTO = (
-    "provide SD-Turbo with --model PATH or PROMPTLAB_SD_TURBO=PATH (a diffusers folder with unet/ "
-    "and vae/, or the single file sd_turbo.safetensors) and TAESD with PROMPTLAB_TAESD=PATH (a "
-    "diffusers AutoencoderTiny folder), or place stabilityai/sd-turbo and madebyollin/taesd in the "
-    "Hugging Face cache; promptlab never downloads weights"
-)
-
-
-def _hf_cached(repo: str, filename: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    found = try_to_load_from_cache(repo, filename)
-    return Path(found) if isinstance(found, str) else None
-
-
-def locate(source: str | None = None) -> tuple[Path | str, Path | str, list[str]]:
-    """Where the SD-Turbo and TAESD weights are, and a list of what is missing."""
-    missing: list[str] = []
-    sd: Path | str | None = None
-    given = source or os.environ.get("PROMPTLAB_SD_TURBO")
-    if given:
-        p = Path(given).expanduser()
-        if p.is_file() or (p.is_dir() and (p / "unet").is_dir()):
-            sd = p
-        else:
-            missing.append(f"SD-Turbo weights at {p} (not a diffusers folder with unet/ nor a .safetensors file)")
-    elif _hf_cached(SD_TURBO_HUB, "unet/config.json"):
-        sd = SD_TURBO_HUB
-    else:
-        missing.append(f"SD-Turbo weights ({SD_TURBO_HUB} not in the local Hugging Face cache, PROMPTLAB_SD_TURBO unset)")
-    taesd: Path | str | None = None
-    env = os.environ.get("PROMPTLAB_TAESD")
-    if env:
-        p = Path(env).expanduser()
-        if (p / "config.json").exists():
-            taesd = p
-        else:
-            missing.append(f"TAESD weights at {p} (no config.json there)")
-    elif isinstance(sd, Path) and (sd.parent / "taesd" / "config.json").exists():
-        taesd = sd.parent / "taesd"
-    elif isinstance(sd, Path) and sd.is_dir() and (sd / "taesd" / "config.json").exists():
-        taesd = sd / "taesd"
-    elif _hf_cached(TAESD_HUB, "config.json"):
-        taesd = TAESD_HUB
-    else:
-        missing.append(f"TAESD weights ({TAESD_HUB} not in the local Hugging Face cache, PROMPTLAB_TAESD unset)")
-    return sd or "", taesd or "", missing
-
-
 def load_sd_turbo(device: torch.device, dtype: torch.dtype, source: str | None = None) -> Model:
-    """The real SD-Turbo + TAESD from local files; MissingWeightsError says what is missing."""
-    sd, taesd, missing = locate(source)
-    if missing:
-        raise MissingWeightsError("missing " + "; ".join(missing) + ": " + HOWTO)
+    """The real SD-Turbo + TAESD from local files, checked first (sd_files.locate): one-line errors."""
+    loc = locate(source)
+    if not loc.ok:
+        raise loc.error()
     from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 
     try:
-        if isinstance(sd, Path) and sd.is_file():
-            unet, vae = _from_single_file(sd)
+        if "single" in loc.parts:
+            unet, vae = _from_single_file(loc.parts["single"])
         else:
-            unet = UNet2DConditionModel.from_pretrained(str(sd), subfolder="unet", local_files_only=True)
-            vae = AutoencoderKL.from_pretrained(str(sd), subfolder="vae", local_files_only=True)
-        tae = AutoencoderTiny.from_pretrained(str(taesd), local_files_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MissingWeightsError(f"cannot load SD-Turbo/TAESD weights ({msg}): {HOWTO}") from None
+            unet = _pretrained(UNet2DConditionModel, loc.parts["unet"])
+            vae = _pretrained(AutoencoderKL, loc.parts["vae"])
+        tae = _pretrained(AutoencoderTiny, loc.parts["taesd"])
+    except Exception as exc:  # noqa: BLE001 - diffusers and safetensors raise many types; the user gets one line
+        msg = " ".join(str(exc).split())[:400] or type(exc).__name__
+        raise PromptlabError(f"cannot load SD-Turbo/TAESD weights from {loc.source}: {msg}") from None
     vae = freeze(vae, device, dtype)
+    main = loc.parts.get("single") or loc.parts["unet"]
     return Model(
         name="sd-turbo",
-        version=str(sd.name if isinstance(sd, Path) else sd),
+        version=_version(main.path if "single" in loc.parts else main.path.parent),
         random_weights=False,
         unet_module=unet,
         decoder_module=tae.decoder,
         encoder_factory=lambda: vae_kl_encoder(vae),
-        context_dim=UNET_CONFIG["cross_attention_dim"],
+        context_dim=int(unet.config.cross_attention_dim),
         device=device,
         dtype=dtype,
         parts={"unet": unet, "taesd": tae, "vae": vae},
+        fingerprint=fingerprint(loc.weights()),
     )
 
 
-def _from_single_file(path: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _version(root: Path) -> str:
+    """The file or folder name; for a Hugging Face cache snapshot, ORG/NAME@revision."""
+    if len(root.parts) >= 3 and root.parts[-2] == "snapshots" and root.parts[-3].startswith("models--"):
+        return root.parts[-3][len("models--"):].replace("--", "/") + "@" + root.name[:8]
+    return root.name
+
+
+def _pretrained(cls: Any, part: Part) -> torch.nn.Module:
+    """One diffusers folder (safetensors only; the fp16 variant when that is what is there)."""
+    low_mem = importlib.util.find_spec("accelerate") is not None  # without it diffusers warns on every load
+    return cls.from_pretrained(str(part.path), variant=part.variant, use_safetensors=True, local_files_only=True,
+                               low_cpu_mem_usage=low_mem)
+
+
+def _from_single_file(part: Part) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The reference's `sd_turbo.safetensors` (original SD layout) converted with diffusers' maps."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import (
@@ -157,14 +117,17 @@ def _from_single_file(path: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
     )
     from safetensors.torch import load_file
 
-    if path.suffix != ".safetensors":
-        raise PromptlabError(f"{path}: only .safetensors single files are supported (no pickles)")
-    ckpt = load_file(str(path))
+    ckpt = load_file(str(part.weights))
     unet = UNet2DConditionModel(**UNET_CONFIG)
     unet.load_state_dict(convert_ldm_unet_checkpoint(ckpt, UNET_CONFIG))
     vae = AutoencoderKL(**VAE_CONFIG)
     vae.load_state_dict(convert_ldm_vae_checkpoint(ckpt, VAE_CONFIG))
     return unet, vae
+
+
+def arch_fingerprint(seed: int = 0) -> str:
+    """The weights of load_sd_turbo_arch(seed): random, named by their seed."""
+    return f"random-seed{seed}"
 
 
 def load_sd_turbo_arch(device: torch.device, dtype: torch.dtype, seed: int = 0) -> Model:
@@ -191,4 +154,5 @@ def load_sd_turbo_arch(device: torch.device, dtype: torch.dtype, seed: int = 0) 
         device=device,
         dtype=dtype,
         parts={"unet": unet, "taesd": tae},
+        fingerprint=arch_fingerprint(seed),
     )

@@ -88,6 +88,16 @@ def weights_path() -> Path | None:
     return Path(env) if env else WEIGHTS
 
 
+def weights_fingerprint() -> str:
+    """Names the weights load_tiny reads (models/files.fingerprint), or the seeded random version."""
+    path = weights_path()
+    if path is None or not path.exists():
+        return RANDOM_VERSION
+    from promptlab.models.files import fingerprint
+
+    return fingerprint([path])
+
+
 def trained_config() -> dict[str, Any]:
     """The `config` metadata of a trained (tiny-v1) weights file with the default architecture."""
     return {"arch": ARCH, "unet": dict(TRAINED_UNET_CONFIG), "parts": dict(TRAINED_PARTS_CONFIG),
@@ -184,7 +194,9 @@ def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
         version = meta.get("version", "trained")
         cfg = json.loads(meta.get("config", "{}"))
         if cfg.get("arch") == ARCH:
-            return _load_trained(state, cfg, version, path, device, dtype)
+            model = _load_trained(state, cfg, version, path, device, dtype)
+            model.fingerprint = weights_fingerprint()
+            return model
         if cfg:
             unet_cfg.update(cfg.get("unet", {}))
             ae_cfg.update(cfg.get("autoencoder", {}))
@@ -214,6 +226,7 @@ def load_tiny(device: torch.device, dtype: torch.dtype) -> Model:
         parts={"unet": unet, "ae": ae},
         eps_skip=EPS_SKIP,
         eps_gain=EPS_GAIN,
+        fingerprint=weights_fingerprint(),
     )
 
 

@@ -25,6 +25,7 @@ PERCEPTUAL = ("vgg", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")
 STAGE_SCALES = (1, 2, 4)
 START_MODES = ("auto", "uniform", "amortised")
+MAX_RANK = 1024
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Settings:
                 raise PromptlabError(f"invalid setting: {msg}")
 
         need(self.size >= 8 and self.size % 8 == 0, f"size must be a multiple of 8, got {self.size}")
-        need(1 <= self.rank <= 1024, f"rank must be 1..1024, got {self.rank}")
+        need(1 <= self.rank <= MAX_RANK, f"rank must be 1..{MAX_RANK}, got {self.rank}")
         need(2 <= self.bits <= 8, f"bits must be 2..8, got {self.bits}")
         need(1 <= self.interval <= 10000, f"interval must be >= 1, got {self.interval}")
         need(0 < self.fps <= 1000, f"fps must be in (0, 1000], got {self.fps}")

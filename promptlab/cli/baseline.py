@@ -10,7 +10,7 @@ from pathlib import Path
 
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import check_target, write_bytes_atomic
-from promptlab.io.video import parse_frames, probe, read_frames
+from promptlab.io.video import checked_count, parse_frames, probe, read_frames
 from promptlab.settings import Settings
 
 
@@ -49,7 +49,10 @@ def main(argv: list[str]) -> int:
             sum(p is not None for p in (args.output, args.recon, args.json)):
         raise PromptlabError("-o, --recon and --json must be different paths")
     info = probe(args.src, fps=args.fps)
-    frames = list(read_frames(args.src, frames=parse_frames(args.frames), size=args.size, crop=args.crop))
+    frange = parse_frames(args.frames)
+    for note in checked_count(args.src, frange)[1]:
+        print(f"note: {note}", file=sys.stderr)
+    frames = list(read_frames(args.src, frames=frange, size=args.size, crop=args.crop))
     result = encode_baseline(frames, info.fps, args.kbps, codec=args.codec, tolerance=args.tolerance,
                              preset=args.preset)
     doc, file_bytes = _write_outputs(args, result, frames, info.fps)

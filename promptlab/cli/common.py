@@ -7,10 +7,11 @@ clip length is known (`resolve_rank`), because the rate counts the header and in
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from promptlab.errors import PromptlabError
-from promptlab.settings import CROP_MODES, PERCEPTUAL, START_MODES, Settings, load_preset
+from promptlab.settings import CROP_MODES, MAX_RANK, PERCEPTUAL, START_MODES, Settings, load_preset
 
 # flag -> (Settings field, type, help)
 FLAGS: dict[str, tuple[str, type, str]] = {
@@ -36,10 +37,13 @@ FLAGS: dict[str, tuple[str, type, str]] = {
 
 
 def add_settings_args(p: argparse.ArgumentParser, *, encode: bool = True) -> None:
-    """Add the shared settings flags (and --preset, --kbps, --frames for encoders)."""
-    p.add_argument("--preset", help="a preset name from presets/ (preview, reference) or a .json path")
-    for flag, (_, kind, help_) in FLAGS.items():
-        p.add_argument(flag, type=kind, default=None, help=help_)
+    """Add the shared settings flags (and --preset, --kbps, --frames for encoders), each help with its default."""
+    defaults = Settings()
+    p.add_argument("--preset", help="a preset name from presets/ (preview, reference) or a .json path "
+                   "(default: none, i.e. the reference budget; preview is the quick one)")
+    for flag, (field, kind, help_) in FLAGS.items():
+        shown = help_ if "default" in help_ else f"{help_} (default {getattr(defaults, field)})"
+        p.add_argument(flag, type=kind, default=None, help=shown)
     if encode:
         p.add_argument("--kbps", type=float, default=None, help="target bitrate: solves the rank (overrides --rank)")
         p.add_argument("--frames", default=None, help="frame range A:B (A inclusive, B exclusive)")
@@ -66,9 +70,14 @@ def resolve_rank(settings: Settings, kbps: float | None, n_frames: int) -> Setti
     """With a target bitrate, the largest rank whose worst-case total rate fits (header and init counted)."""
     if kbps is None:
         return settings
-    from promptlab.codec.rate import shape_for, solve_rank
+    from promptlab.codec.rate import estimate, shape_for, solve_rank
 
     if n_frames < 1:
         raise PromptlabError("cannot solve a rank for an empty clip")
-    rank = solve_rank(kbps, settings, n_frames, include_init=True, shape=shape_for(settings.model))
+    shape = shape_for(settings.model)
+    rank = solve_rank(kbps, settings, n_frames, include_init=True, shape=shape)
+    if rank == MAX_RANK:
+        top = estimate(settings.replace(rank=MAX_RANK), n_frames, shape).kbps
+        print(f"warning: --kbps {kbps:g} is above what the largest rank gives: using rank {MAX_RANK} "
+              f"(at most {top:.1f} kbps)", file=sys.stderr)
     return settings.replace(rank=rank)

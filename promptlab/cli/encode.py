@@ -1,8 +1,11 @@
 """`promptlab encode SRC -o OUT.plab`: fit prompts to a clip and write a .plab stream.
 
-Progress (keyframe, iteration, loss, ETA) goes to stderr. An interrupted encode leaves
-OUT.plab.partial beside the output; running the same command again resumes it (--no-resume
-starts over) and produces the same bytes as an uninterrupted run.
+Progress (keyframe, iteration, loss, ETA) goes to stderr, with the expected time once the
+first iterations are timed. Without --preset the reference budget applies (10,000 iterations
+for keyframe 0, 1,500 per later keyframe: hours on a CPU); --preset preview takes seconds per
+keyframe. An interrupted encode (Ctrl+C, a crash) leaves OUT.plab.partial beside the output;
+running the same command again resumes it (--no-resume starts over) and produces the same
+bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -10,17 +13,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 import cv2
 
 from promptlab.cli.common import add_settings_args, resolve_rank, settings_from_args
 from promptlab.engine import records
-from promptlab.engine.encoder import encode
+from promptlab.engine.encoder import encode, partial_paths
 from promptlab.engine.losses import resolve_perceptual
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import atomic_dir, check_target
-from promptlab.io.video import count_frames, parse_frames, probe, read_frames
+from promptlab.io.video import checked_count, parse_frames, probe, read_frames
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,21 +51,32 @@ def main(argv: list[str]) -> int:
     info = probe(a.source, fps=a.fps)
     if a.fps is None:
         settings = settings.replace(fps=info.fps)
-    n = count_frames(a.source, frames)
-    if n < 1:
-        raise PromptlabError(f"{a.source} has no frames in the requested range")
+    n, notes = checked_count(a.source, frames)
     settings = resolve_rank(settings, a.kbps, n)
     if a.recon:
         check_target(a.recon, a.force)
     read_frames(a.source, frames=frames, size=settings.size, crop=settings.crop)  # size/crop checks, no decoding
     perceptual = resolve_perceptual(settings.perceptual)
     note = "" if perceptual == settings.perceptual else f" (asked {settings.perceptual}: weights absent)"
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     print(f"encode {a.source}: {n} frames at {settings.size}px, rank {settings.rank}, interval "
           f"{settings.interval}, model {settings.model}, perceptual loss {perceptual}{note}", file=sys.stderr)
-    with contextlib.ExitStack() as stack:
-        recon_dir = stack.enter_context(atomic_dir(a.recon)) if a.recon else None
-        done = _run(encode(a.source, settings, out, frames=frames, resume=not a.no_resume, force=a.force),
-                    recon_dir, a.quiet, settings)
+    if not a.preset and a.iters is None and a.first_iters is None:
+        print(f"note: no --preset: the reference budget ({settings.first_iters} iterations for keyframe 0, "
+              f"{settings.iters} per later keyframe) takes hours on a CPU; --preset preview takes seconds "
+              "per keyframe", file=sys.stderr)
+    try:
+        with contextlib.ExitStack() as stack:
+            recon_dir = stack.enter_context(atomic_dir(a.recon)) if a.recon else None
+            done = _run(encode(a.source, settings, out, frames=frames, resume=not a.no_resume, force=a.force),
+                        recon_dir, a.quiet, settings)
+    except KeyboardInterrupt:
+        partial = partial_paths(out)[0]
+        kept = (f"the finished keyframes are kept in {partial}; run the same command again to resume "
+                "(--no-resume starts over)") if partial.exists() else "nothing was kept"
+        print(f"promptlab encode: interrupted: {kept}", file=sys.stderr)
+        return 130
     print(f"wrote {out}: {done.total_bytes} bytes, {done.kbps:.2f} kbps "
           f"({done.kbps_without_init:.2f} without the init latent), {done.elapsed:.1f} s, "
           f"model {done.extra['model']}, perceptual {done.extra['perceptual']}, start {done.extra['start']}",
@@ -74,17 +89,26 @@ def _run(job, recon_dir: Path | None, quiet: bool, settings) -> records.Done:
 
     bar = None
     done = None
+    timing = {"t0": 0.0, "seen": 0, "todo": 0}
     try:
         for r in job:
             if isinstance(r, records.Started):
                 todo = [settings.first_iters] + [settings.iters] * (r.n_keyframes - 1)
+                timing.update(t0=time.perf_counter(), seen=0, todo=sum(todo[r.resumed_keyframes:]))
                 bar = tqdm(total=sum(todo[r.resumed_keyframes:]), file=sys.stderr, disable=quiet,
                            unit="it", dynamic_ncols=True)
                 tqdm.write(f"model {r.model}; {r.n_keyframes} keyframes"
                           + (f", resuming after {r.resumed_keyframes}" if r.resumed_keyframes else ""),
                            file=sys.stderr)
                 n_key = r.n_keyframes
-            elif isinstance(r, records.Iteration) and bar is not None:
+            elif isinstance(r, records.Iteration) and timing["seen"] < ESTIMATE_AFTER:
+                timing["seen"] += 1
+                if timing["seen"] == ESTIMATE_AFTER:
+                    each = (time.perf_counter() - timing["t0"]) / ESTIMATE_AFTER
+                    tqdm.write(f"expected time: ~{_duration(each * timing['todo'])} for {timing['todo']} iterations "
+                               f"({each:.2f} s each so far); Ctrl+C keeps the finished keyframes for a resume",
+                               file=sys.stderr)
+            if isinstance(r, records.Iteration) and bar is not None:
                 bar.set_description(f"kf {r.keyframe + 1}/{n_key} it {r.iteration}/{r.iterations}", refresh=False)
                 bar.set_postfix(loss=f"{r.loss:.4f}", best=f"{r.best_loss:.4f}", refresh=False)
                 bar.update(1)
@@ -102,3 +126,16 @@ def _run(job, recon_dir: Path | None, quiet: bool, settings) -> records.Done:
             bar.close()
     assert done is not None
     return done
+
+
+ESTIMATE_AFTER = 3  # iterations timed before the expected time is printed
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a rough human duration (2 h 05 min, 4 min 10 s, 12 s)."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"

@@ -9,6 +9,7 @@ Every file is written atomically; existing files need --force.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from promptlab.export.report import export_report
 from promptlab.export.sheet import export_sheet
 from promptlab.export.tables import export_metrics
 from promptlab.io.atomic import check_target
-from promptlab.io.video import parse_frames
+from promptlab.io.video import FrameRange, checked_count, count_frames, parse_frames, probe
 
 KINDS = {**{e: "clip" for e in CLIP_FORMATS}, ".png": "frame", ".csv": "metrics", ".json": "metrics",
          ".html": "report", ".htm": "report", ".plab": "stream"}
@@ -110,7 +111,36 @@ def _plan(a: argparse.Namespace) -> list[tuple[str, Path]]:
         raise PromptlabError(f"--size must be between 8 and 8192, got {a.size}")
     if a.worst < 1:
         raise PromptlabError(f"--worst must be at least 1, got {a.worst}")
+    if a.kbps is not None and not (math.isfinite(a.kbps) and a.kbps > 0):
+        raise PromptlabError(f"--kbps must be a positive bitrate, got {a.kbps:g}")
     return outs
+
+
+def _check_inputs(a: argparse.Namespace, frames: FrameRange | None) -> list[str]:
+    """Frame ranges and frame rates, checked from headers and counts before anything is decoded.
+
+    Returns notes for what was chosen without being asked (the user sees them on stderr).
+    """
+    _, notes = checked_count(a.src, frames)
+    start, stop = frames if frames is not None else (0, None)
+    if is_stream(a.recon):
+        from promptlab.codec.container import read_stream
+
+        held = read_stream(a.recon).header.n_frames
+    else:
+        held = count_frames(a.recon)
+    if stop is not None and stop - start > held:
+        raise PromptlabError(f"--frames {start}:{stop} asks for {stop - start} frames but {a.recon} holds {held}")
+    n = held if stop is None else stop - start
+    if count_frames(a.src, (start, start + n)) < n:
+        raise PromptlabError(f"{a.src} gives {count_frames(a.src, (start, None))} frames from frame {start} "
+                             f"but {a.recon} holds {n}; check --frames")
+    if a.fps is None and not is_stream(a.recon) and probe(a.recon).kind == "images":
+        src = probe(a.src)
+        a.fps = src.fps
+        where = "the source's rate" if src.kind == "video" else "image folders carry no rate"
+        notes.append(f"{a.recon} is an image folder: writing {a.fps:g} fps ({where}; --fps sets it)")
+    return notes
 
 
 def main(argv: list[str]) -> int:
@@ -118,6 +148,8 @@ def main(argv: list[str]) -> int:
     outs = _plan(a)
     overlay = parse_overlay(a.overlay)
     frames = parse_frames(a.frames)
+    for note in _check_inputs(a, frames):
+        print(f"promptlab export: note: {note}", file=sys.stderr)
     bar = Bar(a.progress)
     try:
         comp = load_comparison(a.src, a.recon, frames=frames, baseline=None if a.baseline == "none" else a.baseline,

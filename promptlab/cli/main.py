@@ -7,6 +7,7 @@ directly and the dispatcher stays free of per-command logic.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 from promptlab import __version__
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--version":
         print(__version__)
         return 0
-    name, rest = argv[0], argv[1:]
+    name, rest = argv[0], _attach_range_values(argv[1:])
     if name not in COMMANDS:
         print(f"promptlab: error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
@@ -63,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+
+
+RANGE_FLAGS = ("--frames", "--recon-frames")
+
+
+def _attach_range_values(argv: list[str]) -> list[str]:
+    """`--frames -5:10` as `--frames=-5:10`: argparse takes a value starting with '-' for a flag
+    and answers with a usage dump; attached, the range check gives its one-line reason."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in RANGE_FLAGS and i + 1 < len(argv) and re.fullmatch(r"-[-\d\s:.]*:[-\d\s:.]*", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def entry() -> None:

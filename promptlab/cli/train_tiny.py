@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,15 +60,16 @@ def main(argv: list[str]) -> int:
     from promptlab.train.loop import TrainConfig, describe, train
 
     torch.set_num_threads(max(1, a.threads))
-    videos = data.find_videos(a.data)
-    if not videos:
-        raise PromptlabError("no training videos found in --data")
     tc = TrainConfig(seed=a.seed, minutes=a.minutes)
     for key in ("ae_steps", "steps", "batch"):
         if getattr(a, key) is not None:
             setattr(tc, key, getattr(a, key))
     t0 = time.perf_counter()
-    ds = data.load_or_build(Path(a.cache) if a.cache else None, videos, a.size, a.seed)
+    with tempfile.TemporaryDirectory(prefix="promptlab-train-") as unpacked:  # removed on success and failure
+        videos = data.find_videos(a.data, Path(unpacked))
+        if not videos:
+            raise PromptlabError("no training videos found in --data")
+        ds = data.load_or_build(Path(a.cache) if a.cache else None, videos, a.size, a.seed)
     print(f"train-tiny: {ds.clips.shape[0]} clips + {ds.stills.shape[0]} stills "
           f"({ds.n_images} images) from {', '.join(v.name for v in videos)} and scikit-image",
           file=sys.stderr)

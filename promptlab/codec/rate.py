@@ -16,7 +16,7 @@ from promptlab.codec.container import StreamHeader
 from promptlab.codec.prompt import TOKENS
 from promptlab.codec.schedule import keyframes
 from promptlab.errors import PromptlabError
-from promptlab.settings import Settings
+from promptlab.settings import MAX_RANK, Settings
 
 CHUNK_OVERHEAD = 9          # tag u8 + length u32 + CRC32
 SCALES_BYTES = 16           # U scale, U zero-point, V scale, V zero-point (float32)
@@ -102,7 +102,7 @@ def solve_rank(target_kbps: float, settings: Settings, n_frames: int, include_in
     if not math.isfinite(target_kbps) or target_kbps <= 0:
         raise PromptlabError(f"target bitrate must be positive, got {target_kbps}")
     best = 0
-    lo, hi = 1, 1024
+    lo, hi = 1, MAX_RANK
     while lo <= hi:
         mid = (lo + hi) // 2
         est = estimate(settings.replace(rank=mid), n_frames, shape)

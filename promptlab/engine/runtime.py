@@ -52,12 +52,23 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return DTYPES[dtype]
 
 
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # this machine's default, before anything changes it
+
+
+def default_threads() -> int:
+    """What `threads=0` means for every front end (CLI and GUI alike): torch's default on this machine.
+
+    One rule matters because CPU kernels split their sums by thread count: fitted prompts, and
+    so a stream's bytes, depend on it (docs/reliability.md states the bound on decoded frames).
+    """
+    return TORCH_DEFAULT_THREADS
+
+
 def set_threads(n: int) -> int:
-    """Set torch's intra-op thread count; 0 keeps torch's default. Returns the count in use."""
+    """Set torch's intra-op thread count (0: default_threads()). Returns the count in use."""
     if n < 0:
         raise PromptlabError(f"threads must be >= 0, got {n}")
-    if n > 0:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n or default_threads())
     return torch.get_num_threads()
 
 

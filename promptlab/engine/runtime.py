@@ -65,10 +65,14 @@ def default_threads() -> int:
 
 
 def set_threads(n: int) -> int:
-    """Set torch's intra-op thread count (0: default_threads()). Returns the count in use."""
+    """Set torch's intra-op thread count; 0 leaves it as it is (in a fresh process: default_threads()).
+
+    Returns the count in use.
+    """
     if n < 0:
         raise PromptlabError(f"threads must be >= 0, got {n}")
-    torch.set_num_threads(n or default_threads())
+    if n > 0:
+        torch.set_num_threads(n)
     return torch.get_num_threads()
 
 

@@ -195,13 +195,20 @@ def test_doctor_is_ok_only_when_the_model_would_load(sd_folder: Path, tmp_path: 
         check_model("sd-turbo")
 
 
-def test_gui_runs_and_saves_the_model_given_by_path(sd_folder: Path, tmp_path: Path, qtbot, capsys) -> None:
+def test_gui_runs_and_saves_the_model_given_by_path(sd_folder: Path, tmp_path: Path, qtbot, capsys,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gui --model PATH` used to run and save `tiny`: the window runs the path and the session keeps it."""
     pytest.importorskip("PySide6")
-    from promptlab.gui.controls import Controls
+    from promptlab.gui.session import Session, load_session
+    from promptlab.gui.window import MainWindow
 
-    c = Controls(Settings(size=64, model=str(sd_folder)))
-    qtbot.addWidget(c)
-    assert c.settings().model == str(sd_folder)  # what runs, and what the session saves
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    win = MainWindow(Session(settings=Settings(size=64, model=str(sd_folder))))
+    qtbot.addWidget(win)
+    assert win.controls.settings().model == str(sd_folder)  # what a run loads
+    win.close()
+    assert load_session().settings.model == str(sd_folder)  # what the next start offers
     line = one_error_line(["gui", "--model", str(tmp_path / "absent"), "--exit"], capsys)
     assert "does not exist" in line
 

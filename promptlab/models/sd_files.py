@@ -4,7 +4,7 @@ SD-Turbo (first match wins):
   1. `--model PATH`: a diffusers folder (unet/, vae/) or the single file `sd_turbo.safetensors`
      (the original SD layout the reference code loads);
   2. `--model ORG/NAME`: that hub id's snapshot in the local Hugging Face cache;
-  3. PROMPTLAB_SD_TURBO=PATH (a folder or the single file);
+  3. PROMPTLAB_SD_TURBO=PATH (a folder, the single file or a cached hub id);
   4. the local Hugging Face cache of `stabilityai/sd-turbo`.
 TAESD: PROMPTLAB_TAESD=FOLDER, a `taesd/` folder inside or beside the SD-Turbo folder, or the
 local cache of `madebyollin/taesd`. The cache is $HF_HUB_CACHE, else $HF_HOME/hub, else
@@ -83,9 +83,12 @@ class Located:
 
     def error(self) -> PromptlabError:
         """One line: what would not load first (the key part), then what is missing and how to provide it."""
-        if self.invalid:
+        if not self.missing:
             return PromptlabError("; ".join(self.invalid))
-        return MissingWeightsError("missing " + "; ".join(self.missing) + ": " + HOWTO)
+        missing = "missing " + "; ".join(self.missing) + ": " + HOWTO
+        if self.invalid:
+            return PromptlabError("; ".join(self.invalid) + "; " + missing)
+        return MissingWeightsError(missing)
 
 
 def hub_cache() -> Path:
@@ -143,13 +146,13 @@ def _sd_source(source: str | None) -> tuple[Path | None, Located]:
         p = Path(given).expanduser()
         if p.exists():
             return p, Located(f"{how} {p}")
-        if how == "--model" and is_hub_id(given):
+        if is_hub_id(given):
             snap = hub_snapshot(given)
             if snap is not None:
                 return snap, Located(f"{given} in the Hugging Face cache ({snap})")
             return None, Located(given, missing=[
                 f"{given}: not in the Hugging Face cache {hub_cache()} and no such path here (download it "
-                f"on a connected machine with `huggingface-cli download {given}` and copy the cache, or "
+                f"on a connected machine with `hf download {given}` and copy the cache folder, or "
                 "pass the folder with --model PATH)"])
         return None, Located(f"{how} {p}", missing=[f"SD-Turbo weights: {how} path {p} does not exist"])
     snap = hub_snapshot(SD_TURBO_HUB)

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("promptlab.cli.encode", "fit prompts to a video and write a .plab stream"),
     "decode": ("promptlab.cli.decode", "regenerate frames from a .plab stream"),
     "info": ("promptlab.cli.info", "describe a .plab stream and count its bytes"),
+    "transcode": ("promptlab.cli.transcode", "a lower rank or fewer bits from a .plab stream, no re-fit"),
     "import-official": ("promptlab.cli.official", "convert reference Promptus prompts to .plab"),
     "export-official": ("promptlab.cli.official", "write a .plab stream in the reference format"),
     "eval": ("promptlab.cli.eval", "per-frame LPIPS/PSNR/SSIM/MS-SSIM of two aligned clips"),

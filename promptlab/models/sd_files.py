@@ -60,7 +60,6 @@ class Part:
     path: Path               # the folder from_pretrained reads, or the single file
     weights: Path
     variant: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,7 +217,7 @@ def _folder(folder: Path, role: str, loc: Located) -> None:
     if problem:
         loc.invalid.append(f"{folder}: {problem}")
         return
-    loc.parts[role] = Part(role, folder, weights, variant, config)
+    loc.parts[role] = Part(role, folder, weights, variant)
 
 
 def _config_problem(role: str, config: dict[str, Any], header: dict[str, Any]) -> str | None:

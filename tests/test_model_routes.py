@@ -233,7 +233,7 @@ SMALL = Settings(model="tiny", size=64, rank=2, interval=1, iters=1, first_iters
 def test_results_key_follows_the_weights(tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch,
                                          sd_folder: Path) -> None:
     """Same settings, other weights under the same name: the GUI's cached result is not served."""
-    from promptlab.gui.results import result_key
+    from promptlab.runs.results import result_key
 
     a, b = _two_tiny_files(tmp_path)
     s = SMALL

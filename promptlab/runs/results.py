@@ -30,15 +30,18 @@ def cache_dir() -> Path:
 
 
 def source_stamp(src: str | Path) -> str:
-    """The source's identity: absolute path and newest modification time (files of a folder too)."""
+    """The source's identity: absolute path, and size and modification time of it (or of each file in it).
+
+    Every file counts, not only the newest: touching one file of a folder whose newest time
+    is unchanged (or ties with the folder's own) must still name a new result.
+    """
     p = Path(src).resolve()
     try:
-        mtimes = [p.stat().st_mtime_ns]
-        if p.is_dir():
-            mtimes += [q.stat().st_mtime_ns for q in p.iterdir() if q.is_file()]
+        files = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
+        facts = [f"{q.name}:{q.stat().st_size}:{q.stat().st_mtime_ns}" for q in files]
     except OSError:
-        mtimes = [0]
-    return f"{p}|{max(mtimes)}"
+        facts = ["unreadable"]
+    return f"{p}|" + hashlib.sha256("|".join(facts).encode()).hexdigest()[:16]
 
 
 def result_key(src: str | Path, settings: Settings, frames: tuple[int, int] | None) -> str:

@@ -27,10 +27,7 @@ from promptlab.gui.session import Session  # noqa: E402
 from promptlab.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SKY_MP4 = REPO / "assets" / "sky.mp4"
-SKY_FRAMES = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
-SKY = SKY_MP4 if SKY_MP4.exists() else SKY_FRAMES
-pytestmark = pytest.mark.skipif(not SKY.exists(), reason="sky clip missing")
+SKY = REPO / "promptlab" / "assets" / "sky.mp4"  # the bundled sample clip
 
 SMALL = Settings(model="tiny", size=64, rank=4, interval=5, iters=5, first_iters=10, patience=5,
                  first_patience=5, perceptual="none", threads=1)
@@ -186,6 +183,23 @@ def test_cli_screenshot_path(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "promptlab", "gui", str(tmp_path / "nope.mp4"), "--exit"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
+    """Generation times depend on the cache policy: a stored result measured with another policy
+    is not shown as this one's; the stored stream is decoded again (no new encode) and the timing
+    plot names the policy its times were measured with."""
+    win.controls.cache.setCurrentText("none")
+    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert "with cache none" in win.plots.t.titleLabel.text
+    stages: list[str] = []
+    win.runner.message.connect(lambda kind, p: stages.append(p["stage"]) if kind == "stage" else None)
+    win.controls.cache.setCurrentText("lossless")
+    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert win.runner.jobs_started == 2 and "decode" in stages and "encode" not in stages
+    assert "with cache lossless" in win.plots.t.titleLabel.text
+    assert run_and_wait(qtbot, win) == "cached" and win.runner.jobs_started == 2
+    assert "with cache lossless" in win.plots.t.titleLabel.text
 
 
 def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win, tmp_path):

@@ -58,3 +58,15 @@ def busy_pipeline(spec, cancel):
         img = np.random.randint(0, 255, (64, 64, 3), np.uint8)
         yield ("frame", {"index": i, "image": img, "bytes": 100.0, "gen_ms": 1.0, "lpips": None,
                          "psnr": 20.0, "ssim": 0.5, "ms_ssim": 0.5})
+
+
+def quick_pipeline(spec, cancel):
+    """A whole run in a blink: one frame per original (64 px), every message kind the window reads."""
+    n = int(spec.extra.get("frames", 8))
+    yield ("metric", {"lpips_available": False, "lpips_message": "fake", "quality_measured": True})
+    yield ("started", {"model": "fake", "init_bytes": 400, "header_bytes": 50, "n_frames": n})
+    for i in range(n):
+        img = np.full((64, 64, 3), (7 * i) % 255, np.uint8)
+        yield ("frame", {"index": i, "image": img, "bytes": 450.0 if i == 0 else 40.0, "gen_ms": 1.0,
+                         "lpips": None, "psnr": 20.0 + i, "ssim": 0.5, "ms_ssim": 0.5})
+    yield ("summary", {"kbps": 10.0, "total_bytes": 450 + 40 * (n - 1), "model": "fake", "cache": "none"})

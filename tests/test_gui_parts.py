@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -15,12 +16,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from promptlab.gui.results import ResultsCache, result_key  # noqa: E402
 from promptlab.gui.session import Session, first_run_settings, load_session, save_session  # noqa: E402
+from promptlab.runs.results import ResultsCache, result_key  # noqa: E402
 from promptlab.settings import Settings, load_preset  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
-SKY = TESTS.parents[0].parent / "shared" / "data" / "promptus-sky" / "frames"
 
 
 @pytest.fixture(autouse=True)
@@ -138,12 +138,12 @@ def test_controls_target_bitrate_solves_rank_and_presets(qtbot, tmp_path):
     assert c.cache_threshold.isEnabled() and seen[-1][0] == "lossy"
     c.cache.setCurrentText("none")
     assert not c.cache_threshold.isEnabled() and seen[-1][0] == "none"
-    path = tmp_path / "mine.json"
     c.use_target.setChecked(False)
     c.rank.setValue(3)
-    c.save_preset(str(path))
+    c.save_preset("mine")
+    assert (tmp_path / "config" / "presets" / "mine.json").is_file()  # the user's folder, not the install
     c.rank.setValue(7)
-    c.apply_preset(str(path))
+    c.apply_preset("mine")
     assert c.settings().rank == 3
 
 
@@ -153,13 +153,12 @@ def _wait(qtbot, win, timeout=60_000):
     return sig.args[0]
 
 
-@pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames missing")
-def test_engine_errors_and_crashes_show_in_the_window(qtbot):
+def test_engine_errors_and_crashes_show_in_the_window(sky_frames, qtbot):
     from promptlab.gui.window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
-    assert win.open(str(SKY), frames="0:3")
+    assert win.open(str(sky_frames), frames="0:3")
     win.pipeline = "test_gui_fakes:failing_pipeline"
     with qtbot.waitSignal(win.jobDone, timeout=60_000) as sig:
         win.run()
@@ -169,17 +168,16 @@ def test_engine_errors_and_crashes_show_in_the_window(qtbot):
         win.run()
     assert sig.args == ["error"] and "exit code 3" in win.banner.text()
     assert not win.runner.busy() and win.controls.run_btn.isEnabled()
-    assert not win.open(str(SKY / "missing.mp4"))
+    assert not win.open(str(sky_frames / "missing.mp4"))
     assert not win.banner.isHidden() and "Error" in win.banner.text()
 
 
-@pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames missing")
-def test_closing_the_window_stops_the_worker(qtbot):
+def test_closing_the_window_stops_the_worker(sky_frames, qtbot):
     from promptlab.gui.window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
-    assert win.open(str(SKY), frames="0:3")
+    assert win.open(str(sky_frames), frames="0:3")
     win.pipeline = "test_gui_fakes:slow_pipeline"
     win.run()
     proc = win.runner._proc
@@ -254,8 +252,250 @@ def test_job_module_imports_without_qt():
     code = ("import sys\nclass B:\n    def find_spec(self, n, p=None, t=None):\n"
             "        if n.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'):\n"
             "            raise ImportError(n)\nsys.meta_path.insert(0, B())\n"
-            "import promptlab.gui.jobs, promptlab.gui.results, promptlab.gui.session, promptlab.gui.report\n"
+            "import promptlab.gui.jobs, promptlab.runs.results, promptlab.gui.session, promptlab.gui.report\n"
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=TESTS.parent, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+# --------------------------------------------------------------------------- the window never breaks
+
+
+@pytest.fixture
+def clip(tmp_path, make_clip, ramp):
+    """Two small lossless clips (8 frames, 64 px): the lab's sources for the window tests."""
+    def make(name: str, n: int = 8) -> Path:
+        return make_clip(tmp_path / name, ramp(n, 64, 64))
+    return make
+
+
+@pytest.fixture
+def window(qtbot):
+    from promptlab.gui.window import MainWindow
+
+    w = MainWindow(Session(settings=Settings(size=64, rank=4, interval=5, iters=2, first_iters=3)))
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.close()
+
+
+def _image_size(v) -> float:
+    it = v.items[0]
+    return it.mapRectToScene(it.boundingRect()).width()
+
+
+def test_viewer_keeps_the_frames_on_screen_size(qtbot):
+    """Mode switches, the baseline pane and new results never shrink (or grow) the frame."""
+    from PySide6.QtWidgets import QApplication
+
+    from promptlab.gui.viewer import Viewer
+
+    v = Viewer()
+    qtbot.addWidget(v)
+    v.resize(900, 500)
+    v.show()
+    frames = [np.full((64, 64, 3), 40 * i, np.uint8) for i in range(3)]
+    v.set_originals(frames)
+
+    def settled() -> float:
+        for _ in range(5):
+            QApplication.processEvents()
+        return _image_size(v)
+
+    for zoom in (None, 0.5):  # fit to the pane (default), then a user zoom
+        if zoom:
+            v.zoom(zoom)
+        v.set_mode("side")
+        before = settled()
+        for _ in range(3):
+            for mode in ("split", "diff", "side"):
+                v.set_mode(mode)
+                settled()
+        v.set_show_baseline(True)
+        settled()
+        v.set_show_baseline(False)
+        v.set_recon(0, frames[1])
+        v.clear_results()
+        v.set_recon(0, frames[2])
+        assert settled() == pytest.approx(before, rel=0.01), (zoom, before)
+    assert v.image_scale() > 1.0
+
+
+def test_plots_share_one_frame_axis_and_frame0_does_not_squash_the_rest(qtbot):
+    from PySide6.QtCore import QPointF
+
+    from promptlab.gui.plots import PlotPanel
+
+    p = PlotPanel()
+    qtbot.addWidget(p)
+    p.resize(900, 600)
+    p.show()
+    n = 41
+    p.set_init(4105, 57)
+    for i in range(n):
+        p.add_frame({"index": i, "lpips": 0.5, "psnr": 20.0, "gen_ms": 20.0 + i,
+                     "bytes": 4162.0 if i == 0 else 150.0})
+    p.redraw()
+    qtbot.wait(50)
+    rects = [pl.vb.sceneBoundingRect() for pl in (p.q, p.bw, p.t)]
+    assert len({(round(r.left()), round(r.right())) for r in rects}) == 1  # one frame axis
+    for pl, r in zip((p.q, p.bw, p.t), rects, strict=True):
+        x = pl.vb.mapViewToScene(QPointF(n - 1, 0)).x()
+        assert r.left() < x < r.right() - 3  # the last frame's point is inside every plot
+    bw = rects[1]
+    y = p.bw.vb.mapViewToScene(QPointF(5, 150.0)).y()
+    assert (bw.bottom() - y) / bw.height() > 0.5  # ordinary frames use the plot's height
+    assert "frame 0: 4162 B, off the top" in p.init_text.toPlainText()
+    assert sum(p.bytes.values.values()) == 4162.0 + 150.0 * (n - 1)  # every byte still counted
+
+
+def test_an_impossible_target_bitrate_blocks_run(window, clip):
+    from promptlab.codec import rate
+
+    assert window.open(str(clip("a.mkv")))
+    c = window.controls
+    c.use_target.setChecked(True)
+    c.target.setValue(50_000.0)
+    assert c.run_btn.isEnabled() and not c.problem
+    c.target.setValue(1.0)  # below the smallest stream at these settings
+    assert "below the smallest stream" in c.problem and not c.run_btn.isEnabled()
+    window.run()
+    assert window.runner.jobs_started == 0 and "cannot run these settings" in window.banner.text()
+    c.set_running(True)
+    c.set_running(False)
+    assert not c.run_btn.isEnabled()  # a finished job does not re-enable Run either
+    c.target.setValue(rate.estimate(c.settings().replace(rank=2), 8).kbps + 0.1)
+    assert c.run_btn.isEnabled() and c.rank.value() == 2
+
+
+def test_a_preset_applies_fully_and_its_errors_stay_in_the_window(window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    c = window.controls
+    c.apply_preset("reference")
+    assert c.settings().start == "uniform" and c.settings().batched is False
+    c.apply_preset("preview")
+    s = c.settings()
+    assert s.start == Settings().start and s.lr == Settings().lr and s.batched is True
+    assert s == load_preset("preview", Settings(model=s.model, fps=s.fps))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert not c.apply_preset(str(broken))
+    assert "broken.json" in window.banner.text() and c.settings() == s
+    window.banner.setText("")
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("no/such/folder/x", True))
+    c.save_btn.click()  # a name that cannot be a preset: said in the window, nothing raised
+    assert "no/such/folder/x" in window.banner.text() and "Error" in window.banner.text()
+
+
+def test_export_before_any_run_and_after_a_cached_result(window, clip, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from promptlab.gui.report import EXPORT_FILES
+
+    out = tmp_path / "export"
+    out.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    assert window.open(str(clip("a.mkv")))
+    qtbot.waitUntil(lambda: len(window.viewer.originals) == 8, timeout=30_000)
+    window.export_dialog()  # nothing to export yet
+    assert "cannot export" in window.banner.text() and not list(out.iterdir())
+    originals = np.stack(window.viewer.originals)
+    rows = [{"index": i, "bytes": 100.0, "gen_ms": 1.0, "lpips": 0.1, "psnr": 30.0, "ssim": 0.9,
+             "ms_ssim": 0.9} for i in range(8)]
+    s = window.controls.settings()
+    window.cache.save(window.current_key(), rows, {"kbps": 24.0, "model": "tiny (random weights)", "cache": s.cache,
+                                                  "total_bytes": 800, "lpips_available": True}, originals)
+    with qtbot.waitSignal(window.jobDone) as sig:
+        window.run()
+    assert sig.args == ["cached"] and window.runner.jobs_started == 0
+    window.export_dialog()
+    qtbot.waitUntil(lambda: "exported" in window.controls.status.text(), timeout=60_000)
+    assert sorted(p.name for p in out.iterdir()) == sorted(EXPORT_FILES)
+    assert "tiny (random weights)" in (out / "report.html").read_text()
+
+
+def test_opening_another_clip_mid_run_drops_the_old_job(window, clip, qtbot):
+    assert window.open(str(clip("a.mkv")))
+    window.pipeline = "test_gui_fakes:slow_pipeline"
+    window.run()
+    qtbot.waitUntil(lambda: len(window.viewer.recon) >= 2, timeout=60_000)
+    with qtbot.waitSignal(window.jobDone, timeout=30_000) as sig:
+        assert window.open(str(clip("b.mkv", 5)))
+    assert sig.args == ["cancelled"] and not window.runner.busy()
+    qtbot.wait(200)
+    assert not window.viewer.recon and not window.rows and not window.plots.quality.values
+    assert "another source was opened" in window.controls.status.text()
+    assert window.shown_key is None and window.controls.run_btn.isEnabled()
+
+
+def test_a_stream_without_its_original_says_so(qtbot):
+    """A .plab opened alone has no original: the plot and the summary say that, not "fetch weights"."""
+    from promptlab.gui.jobs import JobSpec, _metric
+    from promptlab.gui.plots import PlotPanel
+    from promptlab.gui.report import summary_text
+
+    metrics, ok, message = _metric(JobSpec(kind="decode", key="stream", settings={}), have_refs=False)
+    assert metrics is None and not ok and "no original" in message
+    p = PlotPanel()
+    qtbot.addWidget(p)
+    p.set_quality_metric(ok, message, measured=False)
+    title = p.q.titleLabel.text
+    assert "no original" in title and "fetch-weights" not in title and "PSNR" not in title
+    text = summary_text({"kbps": 10.0, "mean_lpips": None, "mean_psnr": None, "quality_measured": False,
+                         "lpips_message": message})
+    assert "no original" in text and "LPIPS unavailable" not in text
+
+
+PARENT = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from PySide6.QtCore import QCoreApplication
+from promptlab.gui.jobs import JobSpec
+from promptlab.gui.worker import JobRunner
+from promptlab.settings import Settings
+app = QCoreApplication([])
+runner = JobRunner()
+got = []
+runner.message.connect(lambda kind, p: got.append(kind))
+runner.start(JobSpec(kind="run", key="k", settings=Settings().to_dict(), pipeline="test_gui_fakes:slow_pipeline"))
+while "frame" not in got:
+    app.processEvents()
+    time.sleep(0.01)
+print(runner._proc.pid, flush=True)
+time.sleep(600)  # killed by the test; the queue is no longer read, as after a crash
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_job_process_dies_with_the_window(tmp_path):
+    """A window killed outright (no cleanup at all) leaves no job process behind."""
+    import signal
+    import subprocess
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(tests=str(TESTS))], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    try:
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the job process outlived its window"
+    finally:
+        parent.kill()
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(child, signal.SIGKILL)

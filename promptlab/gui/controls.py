@@ -1,8 +1,9 @@
 """The method's knobs under their real names, bound to one Settings object.
 
 Rank can be set directly or solved from a target bitrate (promptlab.codec.rate.solve_rank);
-the estimate below always counts every byte, init latent included. Cache policies other than
-"none" are listed but disabled until the engine supports them.
+the estimate below always counts every byte, init latent included. Settings that cannot run (a
+target bitrate below the smallest stream) disable Run and say why. A preset applies fully: what
+it does not name returns to the default. Preset errors are reported through `error`, never raised.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from promptlab.settings import (
     Settings,
     list_presets,
     load_preset,
-    preset_path,
-    save_settings_file,
+    save_user_preset,
 )
 
 CACHE_NOTE = ("switches live while frames are generated: lossless reuses what a segment's frames share "
@@ -55,11 +55,14 @@ class Controls(QWidget):
     cacheChanged = Signal(str, float)   # policy, threshold: applied live to a running decode
     runRequested = Signal()
     cancelRequested = Signal()
+    error = Signal(str)                 # a preset that cannot be loaded or saved: shown by the window
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._base = settings
         self.n_frames = 1
+        self.problem = ""               # why these settings cannot run ("" when they can)
+        self._running = False
         self.model = QComboBox()
         self._fill_models()
         self.frames = QLineEdit()
@@ -209,6 +212,7 @@ class Controls(QWidget):
     def _edited(self, *_: object) -> None:
         self.target.setEnabled(self.use_target.isChecked())
         self.rank.setEnabled(not self.use_target.isChecked())
+        self.problem = ""
         try:
             from promptlab.codec import rate
 
@@ -223,29 +227,49 @@ class Controls(QWidget):
                 f"({est.kbps_without_init:.1f} kbps without the {est.init_bytes} B init latent); "
                 f"header {est.header_bytes} B, {len(est.keyframe_bytes)} keyframes × ≤{est.keyframe_bytes[0]} B")
         except PromptlabError as exc:
+            self.problem = str(exc)
             self.estimate.setText(f"<span style='color:#ff6666'>{exc}</span>")
         except ImportError:
             self.estimate.setText("rate model unavailable")
+        self.run_btn.setEnabled(not self._running and not self.problem)
+        self.run_btn.setToolTip(self.problem)
         self.changed.emit()
 
     # ------------------------------------------------------------------ presets
-    def apply_preset(self, name: str) -> None:
-        """Keep the current model; a preset sets the method's knobs."""
-        s = load_preset(name, self.settings())
+    def apply_preset(self, name: str) -> bool:
+        """Apply a preset fully: settings it does not name return to their defaults (a previous
+        preset's `start` or `lr` must not linger); the model, the clip's fps and the machine's
+        device and threads stay. A preset that cannot be read is reported through `error`."""
+        cur = self.settings()
+        keep = {"model": cur.model, "fps": cur.fps, "device": cur.device, "threads": cur.threads}
+        try:
+            s = load_preset(name, Settings(**keep)).replace(model=cur.model)
+        except PromptlabError as exc:
+            self.error.emit(f"preset {name!r} not loaded: {exc}")
+            return False
         self.set_settings(s)
+        return True
 
     def save_preset(self, name: str) -> str:
-        save_settings_file(self.settings(), preset_path(name), description="saved from promptlab gui")
+        try:
+            save_user_preset(self.settings(), name, description="saved from promptlab gui")
+        except OSError as exc:
+            raise PromptlabError(f"could not save preset {name!r}: {exc.strerror or exc}") from None
         self.presets.clear()
         self.presets.addItems(list_presets())
         self.presets.setCurrentText(name)
         return name
 
     def _save_preset_dialog(self) -> None:
-        name, ok = QInputDialog.getText(self, "Save preset", "Preset name (saved in presets/):")
-        if ok and name.strip():
+        name, ok = QInputDialog.getText(self, "Save preset", "Preset name:")
+        if not ok:
+            return
+        try:
             self.save_preset(name.strip())
+        except PromptlabError as exc:
+            self.error.emit(str(exc))
 
     def set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
+        self._running = running
+        self.run_btn.setEnabled(not running and not self.problem)
         self.cancel_btn.setEnabled(running)

@@ -3,16 +3,20 @@
 Qt-free on purpose: `run_job` is a plain top-level function that a "spawn" process imports
 and runs. It iterates the engines (encode, decode, metrics, baseline) and turns their records
 into small picklable messages `(kind, payload)` on a queue; the window drains the queue on a
-timer. Cancel is an `mp.Event` handed to the engines as their `cancel` check.
+timer. Cancel is an `mp.Event` handed to the engines as their `cancel` check. The job dies
+with the window (`die_with_parent`): a window that crashes or is killed leaves no worker behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import os
 import shutil
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -23,11 +27,14 @@ from typing import Any
 import numpy as np
 
 from promptlab.errors import Cancelled, PromptlabError
-from promptlab.gui.results import ResultsCache
+from promptlab.runs.results import ResultsCache
 from promptlab.settings import CACHE_POLICIES
 
 Message = tuple[str, dict[str, Any]]
 DEFAULT_PIPELINE = "promptlab.gui.jobs:pipeline"
+PR_SET_PDEATHSIG = 1            # linux/prctl.h
+PARENT_GONE_EXIT = 75           # exit status of a job whose window went away
+PARENT_POLL_S = 0.5
 
 
 @dataclass
@@ -56,6 +63,11 @@ def shared_cache_values(ctx: Any, policy: str, threshold: float) -> tuple[Any, A
     return ctx.Value("i", CACHE_POLICIES.index(policy)), ctx.Value("d", float(threshold))
 
 
+def cache_label(policy: str, threshold: float) -> str:
+    """How a result's generation times were measured: the cache policy (and lossy threshold)."""
+    return f"lossy {threshold:g}" if policy == "lossy" else policy
+
+
 def live_cache_control(spec: JobSpec) -> Any:
     """The decoder's cache switch: live from the window when it gave one, else the job's settings."""
     from promptlab.engine.cache import CacheControl
@@ -76,8 +88,33 @@ def live_cache_control(spec: JobSpec) -> Any:
     return SharedCacheControl()
 
 
-def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """End this process as soon as `parent_pid` (the window) is gone, however it went.
+
+    A window killed by a signal or a fatal error runs no cleanup, and its job would live on
+    (often blocked forever writing to a queue no one reads). On Linux the kernel kills us
+    (PR_SET_PDEATHSIG); everywhere a daemon thread polls the parent pid, which changes when
+    the parent dies and we are re-parented.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the line above could take effect
+        os._exit(PARENT_GONE_EXIT)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, daemon=True, name="promptlab-parent-watch").start()
+
+
+def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None,
+            parent_pid: int | None = None) -> None:
     """Child-process entry point: every outcome, including a crash, ends as a message."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     global _LIVE_CACHE
     _LIVE_CACHE = live_cache
     put = queue.put
@@ -136,7 +173,8 @@ def pipeline(spec: JobSpec, cancel: Any) -> Iterator[Message]:
     cache = ResultsCache(spec.cache_root) if spec.cache_root else ResultsCache()
     originals = _originals(spec, settings)
     metrics, lpips_ok, lpips_msg = _metric(spec, originals is not None)
-    yield ("metric", {"lpips_available": lpips_ok, "lpips_message": lpips_msg})
+    measured = originals is not None
+    yield ("metric", {"lpips_available": lpips_ok, "lpips_message": lpips_msg, "quality_measured": measured})
     measure = _Measure(metrics, originals, lpips_ok)
     if spec.kind == "decode":
         stream = Path(spec.stream or "")
@@ -149,7 +187,7 @@ def pipeline(spec: JobSpec, cancel: Any) -> Iterator[Message]:
             weights = (0.8, 0.2)
             yield from _encode(spec, settings, cache, stream, cancel, weights[0], measure)
     frames, recon, summary = yield from _decode(spec, stream, measure, cancel, weights)
-    summary.update(lpips_available=lpips_ok, lpips_message=lpips_msg)
+    summary.update(lpips_available=lpips_ok, lpips_message=lpips_msg, quality_measured=measured)
     _check(cancel)
     if spec.kind == "run":
         cache.save(spec.key, frames, summary, recon)
@@ -220,12 +258,16 @@ def _decode(spec: JobSpec, stream: Path, measure: _Measure, cancel: Any, weights
     summary: dict[str, Any] = {}
     n = 1
     control = live_cache_control(spec)
+    policies: list[str] = []            # as the window switched them, in order
     for rec in decode(stream, device=spec.settings.get("device", "auto"), cancel=cancel, cache=control):
         if isinstance(rec, Started):
             n = max(1, rec.n_frames)
             summary.update(_started(rec))
             yield ("started", _started(rec))
         elif isinstance(rec, Frame):
+            label = cache_label(control.policy, control.threshold)
+            if not policies or policies[-1] != label:
+                policies.append(label)
             msg = measure.message(rec, stage="decode")
             frames.append({k: v for k, v in msg.items() if k not in ("image", "lpips_map")})
             images.append(rec.image)
@@ -236,7 +278,7 @@ def _decode(spec: JobSpec, stream: Path, measure: _Measure, cancel: Any, weights
             summary.update(total_bytes=rec.total_bytes, kbps=rec.kbps,
                            kbps_without_init=rec.kbps_without_init, decode_s=rec.elapsed)
         _check(cancel)
-    summary.update(_means(frames))
+    summary.update(_means(frames), cache=" then ".join(policies))
     yield ("summary", summary)
     recon = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
     return frames, recon, summary
@@ -261,7 +303,7 @@ class _Measure:
 
 def _metric(spec: JobSpec, have_refs: bool) -> tuple[Any, bool, str]:
     if not have_refs:
-        return None, False, "no original to compare with"
+        return None, False, "not measured: no original to compare with (a .plab opened without its source)"
     from promptlab.metrics import FrameMetrics, lpips_status
 
     ok, msg = lpips_status(spec.lpips_net)

@@ -84,6 +84,11 @@ class OpeningMixin:
         self.viewer.set_originals([])
 
     def _reset_results(self) -> None:
+        """Clear the results shown; a job still computing them is stopped and its messages dropped."""
+        if self.runner.busy():
+            self.abandon_job()
+        self.model_label = ""
+        self.summary = {}
         self.rows: dict[int, dict] = {}
         self.base_rows: dict[int, dict] = {}
         self.viewer.clear_results()

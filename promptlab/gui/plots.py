@@ -3,6 +3,11 @@
 One curve item per series, updated with setData by a throttling QTimer (never a rebuilt plot
 per frame). Clicking a point (or anywhere on a plot) asks the viewer to seek to that frame.
 A list of the worst frames sits beside the plots.
+
+The three plots share one frame axis: equal left and right axis widths, so a frame sits at the
+same x on every plot and the last one is never cut by the bandwidth plot's kbps axis. Frame 0
+carries the init latent (often 20x a keyframe); the bandwidth plot's y range is set by the other
+frames and frame 0 is labelled with its bytes when it goes off the top.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from PySide6.QtWidgets import (
 
 SEVERE_LPIPS = 0.32
 THROTTLE_MS = 200
+LEFT_AXIS_PX, RIGHT_AXIS_PX = 64, 52  # the same on every plot, so their frame axes line up
 BLUE, ORANGE, GREY, RED = "#4aa3ff", "#ff9f40", "#aaaaaa", "#ff5555"
 
 
@@ -70,8 +76,14 @@ class PlotPanel(QWidget):
             p.addLegend(offset=(-10, 5), labelTextSize="8pt")
             p.setLabel("bottom", "frame")
             p.setMouseEnabled(x=True, y=False)
+            p.showAxis("right")
             for ax in ("left", "bottom", "right"):
                 p.getAxis(ax).enableAutoSIPrefix(False)
+            p.getAxis("left").setWidth(LEFT_AXIS_PX)
+            p.getAxis("right").setWidth(RIGHT_AXIS_PX)
+        for p in (self.q, self.t):
+            p.getAxis("right").setStyle(showValues=False)
+        self.bw.enableAutoRange(y=False)
         self.bw.setXLink(self.q)
         self.t.setXLink(self.q)
         self.quality = Series(self.q, "promptlab", BLUE)
@@ -92,7 +104,7 @@ class PlotPanel(QWidget):
             p.scene().sigMouseClicked.connect(self._scene_clicked)
         for s in self.all:
             s.item.sigPointsClicked.connect(self._points_clicked)
-        self.init_text = pg.TextItem("", color=GREY, anchor=(0, 1))
+        self.init_text = pg.TextItem("", color=GREY, anchor=(0, 0))
         self.bw.addItem(self.init_text, ignoreBounds=True)
         self.kbps_label = QLabel("")
         self.worst = QListWidget()
@@ -108,34 +120,40 @@ class PlotPanel(QWidget):
         lay.addWidget(self.glw, 1)
         lay.addLayout(side)
         self.init_bytes = 0
+        self.header_bytes = 0
         self._dirty = False
         self.timer = QTimer(self)
         self.timer.setInterval(THROTTLE_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
         self.set_quality_metric(True)
+        self.set_cache_label("")
         self.set_baseline_visible(False)
 
     # ------------------------------------------------------------------ labels
-    def set_quality_metric(self, lpips: bool, note: str = "") -> None:
-        """LPIPS when its weights exist, else PSNR, and the plot says which and why."""
+    def set_quality_metric(self, lpips: bool, note: str = "", measured: bool = True) -> None:
+        """LPIPS when its weights exist, else PSNR, and the plot says which and why (`note`, the
+        job's own reason); nothing when there is no original to measure against."""
         self.quality_is_lpips = lpips
+        self.glw.setToolTip(note)
         if lpips:
             self.q.setTitle("LPIPS per frame — lower is better")
             self.q.setLabel("left", "LPIPS")
             self.worst_title.setText("Worst frames (highest LPIPS)")
+        elif not measured:
+            self.q.setTitle(f"Quality per frame — {note or 'not measured: no original to compare with'}")
+            self.q.setLabel("left", "quality")
+            self.worst_title.setText("Worst frames (quality not measured)")
         else:
-            self.q.setTitle("PSNR per frame (dB) — higher is better — LPIPS unavailable: run promptlab fetch-weights lpips")
-            self.glw.setToolTip(note)
+            self.q.setTitle("PSNR per frame (dB) — higher is better — "
+                            f"{note or 'LPIPS unavailable: run promptlab fetch-weights lpips'}")
             self.q.setLabel("left", "PSNR", units="dB")
             self.worst_title.setText("Worst frames (lowest PSNR)")
         self.severe.setVisible(lpips)
         self.bw.setTitle("Bandwidth per frame — lower is better (every byte counted)")
         self.bw.setLabel("left", "bytes/frame")
-        self.bw.showAxis("right")
         self.bw.getAxis("right").setScale(8 * self.fps / 1000)
         self.bw.setLabel("right", "kbps")
-        self.t.setTitle("Generation time per frame — lower is better")
         self.t.setLabel("left", "ms/frame")
 
     # ------------------------------------------------------------------ data in
@@ -145,15 +163,22 @@ class PlotPanel(QWidget):
         self.worst.clear()
         self.kbps_label.setText("")
         self.init_text.setText("")
+        self.init_bytes = self.header_bytes = 0
         self._dirty = False
+
+    def set_cache_label(self, label: str) -> None:
+        """Name the cache policy the generation times were measured with (they depend on it)."""
+        self.cache_label = label
+        cache = f" with cache {label}" if label else ""
+        self.t.setTitle(f"Generation time per frame{cache} — lower is better")
 
     def set_fps(self, fps: float) -> None:
         self.fps = fps
         self.bw.getAxis("right").setScale(8 * fps / 1000)
 
     def set_init(self, init_bytes: int, header_bytes: int) -> None:
-        self.init_bytes = init_bytes
-        self.init_text.setText(f"init latent {init_bytes} B + header {header_bytes} B (in frame 0)")
+        self.init_bytes, self.header_bytes = init_bytes, header_bytes
+        self._dirty = True
 
     def add_frame(self, row: dict) -> None:
         i = int(row["index"])
@@ -204,7 +229,20 @@ class PlotPanel(QWidget):
         self._dirty = False
         for s in self.all:
             s.redraw()
+        self._bandwidth_range()
         self._update_worst()
+
+    def _bandwidth_range(self) -> None:
+        """Y range from the frames after 0 (frame 0 holds the init latent); label frame 0 if it is off the top."""
+        later = [v for s in (self.bytes, self.bytes_base) for i, v in s.values.items() if i > 0]
+        first = self.bytes.values.get(0)
+        top = max(later, default=0.0) * 1.25 or (first or 0.0) * 1.1 or 1.0
+        self.bw.setYRange(0.0, top, padding=0)
+        text = f"init latent {self.init_bytes} B + header {self.header_bytes} B in frame 0" if self.init_bytes else ""
+        if first is not None and first > top:
+            text = f"frame 0: {first:.0f} B, off the top" + (f" ({text})" if text else "")
+        self.init_text.setText(text)
+        self.init_text.setPos(0.0, top)
 
     def _update_worst(self, n: int = 10) -> None:
         vals = self.quality.values

@@ -19,8 +19,10 @@ def summary_text(s: dict[str, Any]) -> str:
         return "done"
     if s.get("mean_lpips") is not None:
         q = f"mean LPIPS {s['mean_lpips']:.4f} (lower is better), {s.get('severe_frames')} severe"
-    else:
+    elif s.get("quality_measured", True):
         q = f"mean PSNR {_num(s.get('mean_psnr')):.2f} dB (LPIPS unavailable)"
+    else:
+        q = f"quality {s.get('lpips_message') or 'not measured'}"
     b = s.get("baseline")
     if b:
         bq = (f"LPIPS {b['mean_lpips']:.4f}" if b.get("mean_lpips") is not None

@@ -1,14 +1,19 @@
 """Original, reconstruction and (optionally) H.265 side by side, as a wipe, or as a difference.
 
-All panes are pyqtgraph ViewBoxes with linked axes, so zoom (wheel, at the cursor) and pan
-(drag) stay in sync. Moving the mouse reads out the pixel under it in every image.
+All panes are pyqtgraph ViewBoxes that show the same region, so zoom (wheel, at the cursor) and
+pan (drag) stay in sync. The viewer owns one view state: "fit" (each pane shows the whole frame)
+until the user zooms or pans, then a scale in screen pixels per image pixel and a centre. Mode
+switches, the baseline pane and new results re-lay the panes; the state is re-applied to every
+pane whenever it is resized, so the frame's on-screen size never drifts (pyqtgraph's own axis
+links, with locked aspect and panes leaving and re-entering the layout, shrank it at every switch).
+Moving the mouse reads out the pixel under it in every image.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 MODES = ("side", "split", "diff")
@@ -57,14 +62,14 @@ class Viewer(QWidget):
         self.boxes: list[pg.ViewBox] = []
         self.items: list[pg.ImageItem] = []
         self.titles: list[pg.LabelItem] = []
-        for _ in range(3):
+        self.view: tuple[float, float, float] | None = None  # None: fit; else (px per image px, cx, cy)
+        for k in range(3):
             title = pg.LabelItem("", color="#dddddd")
             vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
             item = pg.ImageItem()
             vb.addItem(item)
-            if self.boxes:
-                vb.setXLink(self.boxes[0])
-                vb.setYLink(self.boxes[0])
+            vb.sigRangeChangedManually.connect(lambda *_, k=k: self._user_moved(k))
+            vb.sigResized.connect(self._apply_view)
             self.boxes.append(vb)
             self.items.append(item)
             self.titles.append(title)
@@ -126,6 +131,7 @@ class Viewer(QWidget):
             self.glw.addItem(self.titles[i], row=0, col=i)
             self.glw.addItem(self.boxes[i], row=1, col=i)
         self.divider.setVisible(self.mode == "split")
+        self._apply_view()
 
     def _n_panes(self) -> int:
         return (1 if self.mode == "split" else 2) + (1 if self.show_baseline else 0)
@@ -197,13 +203,41 @@ class Viewer(QWidget):
         self.refresh()
 
     def fit(self) -> None:
-        """Show whole images again (auto-range lasts until the user zooms or pans)."""
-        for vb in self.boxes:
-            vb.enableAutoRange()
+        """Show whole images again (fit lasts until the user zooms or pans)."""
+        self.view = None
+        self._apply_view()
 
     def zoom(self, factor: float) -> None:
         """Zoom all panes about their centre (factor < 1 zooms in)."""
         self.boxes[0].scaleBy((factor, factor))
+        self._user_moved(0)
+
+    def image_scale(self) -> float:
+        """Screen pixels per image pixel in the first pane (what must not drift)."""
+        it = self.items[0]
+        r = it.mapRectToScene(it.boundingRect())
+        return r.width() / max(1.0, it.boundingRect().width())
+
+    def _user_moved(self, k: int) -> None:
+        """A zoom or pan in pane k: remember it as scale and centre, show it in every pane."""
+        vb = self.boxes[k]
+        r = vb.viewRect()
+        if r.width() <= 0 or vb.width() <= 0:
+            return
+        self.view = (vb.width() / r.width(), r.center().x(), r.center().y())
+        self._apply_view(skip=k)
+
+    def _apply_view(self, *_: object, skip: int = -1) -> None:
+        for k, vb in enumerate(self.boxes):
+            if k == skip:
+                continue
+            if self.view is None:
+                vb.enableAutoRange()
+                continue
+            scale, cx, cy = self.view
+            w, h = vb.width() / scale, vb.height() / scale
+            if w > 0 and h > 0:
+                vb.setRange(QRectF(cx - w / 2, cy - h / 2, w, h), padding=0)
 
     # ------------------------------------------------------------------ pixel readout
     def _mouse_moved(self, pos) -> None:

@@ -2,6 +2,8 @@
 
 It owns the flow: open a source, run (or reuse a cached result), route job messages to the
 viewer and plots, mark results stale when a setting changes, show engine errors in the window.
+Every failure a user can cause (export with nothing to export, a bad preset, an impossible
+target bitrate) ends as a message in the window, never as an exception out of a Qt slot.
 """
 
 from __future__ import annotations
@@ -28,15 +30,15 @@ from PySide6.QtWidgets import (
 
 from promptlab.errors import PromptlabError
 from promptlab.gui.controls import Controls
-from promptlab.gui.jobs import DEFAULT_PIPELINE, JobSpec
+from promptlab.gui.jobs import DEFAULT_PIPELINE, JobSpec, cache_label
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
 from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
-from promptlab.gui.results import Result, ResultsCache, result_key
 from promptlab.gui.session import Session, save_session
 from promptlab.gui.transport import Transport
 from promptlab.gui.viewer import MODE_LABELS, MODES, Viewer
 from promptlab.gui.worker import JobRunner
+from promptlab.runs.results import Result, ResultsCache, result_key
 
 
 class MainWindow(OpeningMixin, QMainWindow):
@@ -57,6 +59,9 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.shown_key: str | None = None
         self.running_key: str | None = None
         self.last_error = ""
+        self.model_label = ""            # the model that made the results shown
+        self.summary: dict = {}
+        self.abandoned = False           # the running job's results no longer belong to the window
         self._load_q: queue.Queue = queue.Queue()
         self._load_token = 0
         self._loaded_for: tuple[int, str] | None = None
@@ -127,6 +132,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.changed.connect(self._settings_changed)
         self.controls.runRequested.connect(self.run)
         self.controls.cancelRequested.connect(self.cancel)
+        self.controls.error.connect(self.show_error)
         self.controls.baseline.toggled.connect(self.viewer.set_show_baseline)
         self.controls.baseline.toggled.connect(self.plots.set_baseline_visible)
         self.runner.message.connect(self._on_message)
@@ -162,16 +168,21 @@ class MainWindow(OpeningMixin, QMainWindow):
     def run(self) -> None:
         """Reuse a finished result for these settings if one exists; otherwise start one job."""
         if self.runner.busy():
+            if self.abandoned:
+                self.controls.status.setText("still stopping the previous job; run again in a moment")
             return
         if not self.source and not self.stream:
             self.show_error("open a video, an image folder or a .plab stream first")
+            return
+        if self.controls.problem:
+            self.show_error(f"cannot run these settings: {self.controls.problem}")
             return
         s = self.controls.settings()
         want_base = self.controls.baseline.isChecked()
         key = self.current_key()
         if key and self.cache.has(key, baseline=want_base):
             res = self.cache.load(key)
-            if res is not None and _metrics_current(res):
+            if res is not None and _metrics_current(res) and _timed_with(res, s):
                 self.show_result(res)
                 self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
                 self.jobDone.emit("cached")
@@ -184,6 +195,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.last_error = ""
         self.banner.setVisible(False)
         self.running_key = key
+        self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
         self.controls.set_running(True)
         self.runner.start(spec)
 
@@ -192,18 +204,30 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.controls.status.setText("cancelling…")
             self.runner.cancel()
 
+    def abandon_job(self) -> None:
+        """The results view was reset under a running job (another source was opened): stop the
+        job and drop whatever it still sends, so no old reconstruction meets a new original."""
+        self.abandoned = True
+        self.runner.cancel()
+        self.controls.status.setText("stopping the running job: another source was opened")
+
     def _on_progress(self, frac: float, text: str, eta: float) -> None:
+        if self.abandoned:
+            return
         self.controls.progress.setValue(int(frac * 1000))
         eta_s = f"  ETA {eta:.0f} s" if eta >= 0 else ""
         self.controls.status.setText(f"{text}{eta_s}")
 
     def _on_message(self, kind: str, p: dict) -> None:
+        if self.abandoned:
+            return
         if kind == "started":
             if p.get("init_bytes") is not None:
                 self.plots.set_init(int(p["init_bytes"]), int(p.get("header_bytes", 0)))
             self.model_label = p.get("model", "")
         elif kind == "metric":
-            self.plots.set_quality_metric(bool(p.get("lpips_available")), p.get("lpips_message", ""))
+            self.plots.set_quality_metric(bool(p.get("lpips_available")), p.get("lpips_message", ""),
+                                          bool(p.get("quality_measured", True)))
         elif kind == "keyframe":
             self.plots.add_keyframe_bytes(p["frames"], p["record_bytes"])
         elif kind == "frame":
@@ -218,16 +242,24 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.base_rows[int(p["index"])] = {k: v for k, v in p.items() if k != "image"}
         elif kind == "summary":
             self.summary = p
+            if p.get("cache"):
+                self.plots.set_cache_label(p["cache"])
         elif kind == "baseline_summary":
-            self.summary = {**getattr(self, "summary", {}), "baseline": p}
+            self.summary = {**self.summary, "baseline": p}
 
     def _on_finished(self, outcome: str) -> None:
         self.controls.set_running(False)
+        if self.abandoned:
+            self.abandoned = False
+            self.controls.progress.setValue(0)
+            self.controls.status.setText("the previous job was stopped: another source was opened")
+            self.jobDone.emit("cancelled")
+            return
         self.plots.redraw()
         if outcome == "finished":
             self.shown_key = self.running_key
             self.controls.progress.setValue(1000)
-            self.controls.status.setText(summary_text(getattr(self, "summary", {})))
+            self.controls.status.setText(summary_text(self.summary))
         elif outcome == "cancelled":
             self.controls.status.setText("cancelled — partial results shown are not saved")
         self.jobDone.emit(outcome)
@@ -236,7 +268,10 @@ class MainWindow(OpeningMixin, QMainWindow):
         """Display a stored result exactly as a live run would have."""
         self._reset_results()
         s = res.summary
-        self.plots.set_quality_metric(bool(s.get("lpips_available")), s.get("lpips_message", ""))
+        self.model_label = s.get("model", "")
+        self.plots.set_quality_metric(bool(s.get("lpips_available")), s.get("lpips_message", ""),
+                                      bool(s.get("quality_measured", True)))
+        self.plots.set_cache_label(s.get("cache", ""))
         if s.get("init_bytes") is not None:
             self.plots.set_init(int(s["init_bytes"]), int(s.get("header_bytes", 0)))
         for row, img in zip(res.frames, res.recon, strict=False):
@@ -281,6 +316,8 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.banner.setVisible(False)
 
     def show_error(self, message: str) -> None:
+        if self.abandoned and self.runner.busy():
+            return  # the abandoned job's own failure is not news
         self.last_error = message
         self.banner.setStyleSheet("background:#802020;color:white;padding:4px")
         self.banner.setText(f"Error: {message}")
@@ -288,6 +325,11 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.status.setText("error (see the message above the viewer)")
 
     def export_dialog(self) -> None:
+        try:
+            self._comparison()
+        except PromptlabError as exc:
+            self.show_error(f"cannot export: {exc}")
+            return
         folder = QFileDialog.getExistingDirectory(
             self, "Export comparison clip, current frame, worst frames, metrics and report")
         if not folder:
@@ -299,15 +341,22 @@ class MainWindow(OpeningMixin, QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 return
             force = True
-        self.export(folder, force=force, background=True)
+        try:
+            self.export(folder, force=force, background=True)
+        except PromptlabError as exc:
+            self.show_error(f"cannot export: {exc}")
+
+    def _comparison(self):
+        """The results shown, as an export Comparison (PromptlabError when there is nothing to export)."""
+        v = self.viewer
+        s = self.controls.settings()
+        return comparison(v.originals, v.recon, self.rows, v.baseline, self.base_rows, self.summary,
+                          self.transport.fps or s.fps, self.transport.offset, self.model_label or s.model, s.rank)
 
     def export(self, folder: str | Path, force: bool = False, background: bool = False) -> list[Path]:
         """The export CLI's outputs from this run, off the UI thread when `background` (progress shown)."""
-        v = self.viewer
-        s = self.controls.settings()
-        comp = comparison(v.originals, v.recon, self.rows, v.baseline, self.base_rows, getattr(self, "summary", {}),
-                          self.transport.fps or s.fps, self.transport.offset, self.model_label or s.model, s.rank)
-        index = v.index
+        comp = self._comparison()
+        index = self.viewer.index
 
         def progress(stage: str, done: int, total: int) -> None:
             self.exportProgress.emit(f"exporting: {stage} {done}/{total}")
@@ -362,6 +411,12 @@ class MainWindow(OpeningMixin, QMainWindow):
 
     def recon_array(self) -> np.ndarray | None:
         return np.stack([self.viewer.recon[i] for i in sorted(self.viewer.recon)]) if self.viewer.recon else None
+
+
+def _timed_with(res: Result, s) -> bool:
+    """A stored result's generation times hold only for the cache policy they were measured with;
+    another policy decodes the stored stream again (no new encode) rather than show them."""
+    return res.summary.get("cache") == cache_label(s.cache, s.cache_threshold)
 
 
 def _metrics_current(res: Result) -> bool:

@@ -3,12 +3,14 @@
 The child (jobs.run_job) does all torch work, so the window's event loop only ever unpickles
 small messages. A QTimer drains the queue with a time budget per tick; cancel sets an
 mp.Event the engines check every iteration; close() stops the child cleanly (then firmly).
+The child is given this process's pid and ends itself when this process is gone (jobs.die_with_parent).
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import sys
 import time
@@ -76,7 +78,7 @@ class JobRunner(QObject):
         self._cancel = self._ctx.Event()
         self._live = shared_cache_values(self._ctx, spec.settings.get("cache", "none"),
                                          spec.settings.get("cache_threshold", 0.05))
-        self._proc = self._ctx.Process(target=run_job, args=(spec, self._queue, self._cancel, self._live),
+        self._proc = self._ctx.Process(target=run_job, args=(spec, self._queue, self._cancel, self._live, os.getpid()),
                                        daemon=True, name=f"promptlab-{spec.kind}")
         with _no_main_reimport():
             self._proc.start()

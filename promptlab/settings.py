@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.errors import PromptlabError
+from promptlab.paths import bundled, config_dir
 
 SCHEMA_VERSION = 1
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 INTERP_MODES = ("factors", "linear", "slerp")
 CROP_MODES = ("center", "squash", "pad")
@@ -170,24 +170,50 @@ def load_settings_file(path: str | Path, base: Settings | None = None) -> Settin
     return Settings.from_dict(data, base)
 
 
+def user_presets_dir() -> Path:
+    """The user's own presets ("Save as…" in the lab): in the config folder, never in the install."""
+    return config_dir() / "presets"
+
+
+def preset_dirs() -> list[Path]:
+    """Where a preset is looked up by name: the user's folder first, then the presets shipped in the package."""
+    return [user_presets_dir(), bundled("presets")]
+
+
 def preset_path(name: str) -> Path:
+    """A .json path (or any existing file) as given; else the named preset from preset_dirs()."""
     p = Path(name)
     if p.suffix == ".json" or p.exists():
         return p
-    return PRESETS_DIR / f"{name}.json"
+    candidates = [d / f"{name}.json" for d in preset_dirs()]
+    return next((q for q in candidates if q.is_file()), candidates[-1])
 
 
 def load_preset(name: str, base: Settings | None = None) -> Settings:
-    """A preset is a partial settings file in presets/ (or any path)."""
+    """A preset is a partial settings file: a name from preset_dirs() or any path."""
     p = preset_path(name)
     if not p.exists():
-        available = ", ".join(sorted(q.stem for q in PRESETS_DIR.glob("*.json")))
-        raise PromptlabError(f"no preset named {name!r} (available: {available})")
+        raise PromptlabError(f"no preset named {name!r} (available: {', '.join(list_presets())})")
     return load_settings_file(p, base)
 
 
 def list_presets() -> list[str]:
-    return sorted(q.stem for q in PRESETS_DIR.glob("*.json"))
+    """Preset names from every folder in preset_dirs()."""
+    return sorted({q.stem for d in preset_dirs() if d.is_dir() for q in d.glob("*.json")})
+
+
+def save_user_preset(settings: Settings, name: str, description: str = "") -> Path:
+    """Write a named preset into the user's folder (made if needed); loading by name finds it first."""
+    if name in ("", ".", "..") or Path(name).name != name:
+        raise PromptlabError(f"a preset name is a plain file name, got {name!r}")
+    folder = user_presets_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromptlabError(f"cannot make the presets folder {folder}: {exc.strerror or exc}") from None
+    path = folder / f"{name}.json"
+    save_settings_file(settings, path, description)
+    return path
 
 
 def save_settings_file(settings: Settings, path: str | Path, description: str = "") -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from promptlab.errors import PromptlabError
+from promptlab.extras import require
 
 
 def main(argv: list[str]) -> int:
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
         raise PromptlabError(f"--size must be a positive multiple of 8, got {a.size}")
     if a.frames < 2 or a.reps < 1 or a.inv_iters < 1 or a.inv_reps < 1:
         raise PromptlabError("--frames must be >= 2 and --reps, --inv-iters, --inv-reps >= 1")
+    require("transformers")
     if a.json_out:
         from promptlab.io.atomic import check_target
 

@@ -44,16 +44,22 @@ def report() -> tuple[list[str], int]:
     import av
 
     from promptlab import __version__
+    from promptlab.extras import OPTIONAL, install_hint
     from promptlab.metrics.weights import NETS, lpips_status
 
     missing = 0
     lines = [f"promptlab {__version__} on Python {platform.python_version()} ({platform.platform()})", "",
              "packages:"]
-    for dist in ("torch", "torchvision", "diffusers", "transformers", "av", "lpips", "opencv-python-headless",
+    for dist in ("torch", "torchvision", "diffusers", "av", "lpips", "opencv-python-headless",
                  "numpy", "constriction", "PySide6-Essentials", "pyqtgraph"):
         v = _version(dist)
         missing += v == "MISSING"
         lines.append(f"  {dist:<24} {v}" + ("   fix: pip install " + dist if v == "MISSING" else ""))
+    lines += ["", "optional packages (one command each; not counted as missing):"]
+    for opt in OPTIONAL:
+        v = _version(opt.dist)
+        shown = "not installed" if v == "MISSING" else v
+        lines.append(f"  {opt.dist:<24} {shown:<14} for {opt.needed_by}: {install_hint(opt.extra)}")
     lines += ["", "devices:"] + [f"  {d}" for d in _devices()]
     lines += ["", "LPIPS weights:"]
     for net in NETS:

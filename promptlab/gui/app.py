@@ -18,10 +18,8 @@ from pathlib import Path
 
 from promptlab.errors import PromptlabError
 from promptlab.gui.session import Session, load_session
+from promptlab.paths import sample_clip
 from promptlab.settings import Settings, load_preset
-
-SAMPLE_CLIP = Path(__file__).resolve().parents[2] / "assets" / "sky.mp4"
-SAMPLE_FRAMES = Path(__file__).resolve().parents[3] / "shared" / "data" / "promptus-sky" / "frames"
 
 
 @dataclass
@@ -46,11 +44,9 @@ class GuiOptions:
 
 
 def default_source() -> str | None:
-    """The sample clip shipped with promptlab, else the shared sky frames, else nothing."""
-    for p in (SAMPLE_CLIP, SAMPLE_FRAMES):
-        if p.exists():
-            return str(p)
-    return None
+    """The sample clip shipped inside the package, or None when the install lacks it."""
+    clip = sample_clip()
+    return str(clip) if clip else None
 
 
 def build_settings(base: Settings, o: GuiOptions) -> Settings:

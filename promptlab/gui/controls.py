@@ -32,8 +32,7 @@ from promptlab.settings import (
     Settings,
     list_presets,
     load_preset,
-    preset_path,
-    save_settings_file,
+    save_user_preset,
 )
 
 CACHE_NOTE = ("switches live while frames are generated: lossless reuses what a segment's frames share "
@@ -253,7 +252,7 @@ class Controls(QWidget):
 
     def save_preset(self, name: str) -> str:
         try:
-            save_settings_file(self.settings(), preset_path(name), description="saved from promptlab gui")
+            save_user_preset(self.settings(), name, description="saved from promptlab gui")
         except OSError as exc:
             raise PromptlabError(f"could not save preset {name!r}: {exc.strerror or exc}") from None
         self.presets.clear()

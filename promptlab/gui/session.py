@@ -1,6 +1,6 @@
 """The window's state between runs: settings, last source and view options, as one JSON file.
 
-Kept in $PROMPTLAB_CONFIG_DIR (else ~/.config/promptlab)/gui.json and written atomically, so
+Kept in the config folder (promptlab.paths.config_dir)/gui.json and written atomically, so
 a crash never leaves a half-written session. A session from another schema version, or one
 that no longer validates, is ignored (defaults are used) rather than half-read. Qt-free.
 """
@@ -8,21 +8,16 @@ that no longer validates, is ignored (defaults are used) rather than half-read. 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import write_bytes_atomic
+from promptlab.paths import config_dir
 from promptlab.settings import Settings
 
 SESSION_VERSION = 1
-
-
-def config_dir() -> Path:
-    env = os.environ.get("PROMPTLAB_CONFIG_DIR")
-    return Path(env) if env else Path.home() / ".config" / "promptlab"
 
 
 def first_run_settings() -> Settings:

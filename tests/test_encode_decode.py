@@ -16,11 +16,6 @@ from promptlab.engine import records
 from promptlab.engine.encoder import encode, partial_paths
 from promptlab.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FRAMES = SHARED / "data" / "promptus-sky" / "frames"
-
-needs_frames = pytest.mark.skipif(not FRAMES.is_dir(), reason="shared sky frames are not here")
-
 
 @pytest.fixture(autouse=True)
 def _threads():
@@ -31,10 +26,9 @@ def pngs(folder: Path) -> list[np.ndarray]:
     return [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
 
 
-@needs_frames
-def test_cli_encode_recon_equals_decode_and_losses_fall(tmp_path: Path, capsys) -> None:
+def test_cli_encode_recon_equals_decode_and_losses_fall(sky_frames: Path, tmp_path: Path, capsys) -> None:
     out, recon, dec = tmp_path / "sky.plab", tmp_path / "recon", tmp_path / "dec"
-    rc = main(["encode", str(FRAMES), "-o", str(out), "--model", "tiny", "--size", "128", "--rank", "8",
+    rc = main(["encode", str(sky_frames), "-o", str(out), "--model", "tiny", "--size", "128", "--rank", "8",
                "--interval", "10", "--frames", "0:41", "--iters", "8", "--first-iters", "20",
                "--perceptual", "ms-ssim", "--recon", str(recon), "--quiet"])
     err = capsys.readouterr().err
@@ -65,21 +59,20 @@ def collect(job, stop_after: int | None = None, event: threading.Event | None = 
     return out
 
 
-@needs_frames
-def test_interrupted_encode_resumes_byte_identical(tmp_path: Path) -> None:
+def test_interrupted_encode_resumes_byte_identical(sky_frames: Path, tmp_path: Path) -> None:
     s = Settings(size=64, rank=4, interval=10, iters=3, first_iters=4, perceptual="none")
     ref = tmp_path / "ref.plab"
-    full = collect(encode(FRAMES, s, ref, frames="0:31"))
+    full = collect(encode(sky_frames, s, ref, frames="0:31"))
     assert isinstance(full[-1], records.Done)
 
     out = tmp_path / "cut.plab"
     ev = threading.Event()
     with pytest.raises(Exception) as exc:
-        collect(encode(FRAMES, s, out, frames="0:31", cancel=ev), stop_after=2, event=ev)
+        collect(encode(sky_frames, s, out, frames="0:31", cancel=ev), stop_after=2, event=ev)
     assert type(exc.value).__name__ == "Cancelled"
     assert not out.exists() and partial_paths(out)[0].exists()
 
-    again = collect(encode(FRAMES, s, out, frames="0:31"))
+    again = collect(encode(sky_frames, s, out, frames="0:31"))
     started = next(r for r in again if isinstance(r, records.Started))
     assert started.resumed_keyframes == 3
     assert out.read_bytes() == ref.read_bytes()
@@ -90,14 +83,13 @@ def test_interrupted_encode_resumes_byte_identical(tmp_path: Path) -> None:
     assert all(np.array_equal(frames_a[i], frames_b[i]) for i in range(31))
 
 
-@needs_frames
-def test_changed_settings_do_not_resume(tmp_path: Path) -> None:
+def test_changed_settings_do_not_resume(sky_frames: Path, tmp_path: Path) -> None:
     s = Settings(size=64, rank=4, interval=10, iters=2, first_iters=2, perceptual="none")
     out = tmp_path / "x.plab"
     ev = threading.Event()
     with pytest.raises(Exception):  # noqa: B017 - Cancelled
-        collect(encode(FRAMES, s, out, frames="0:21", cancel=ev), stop_after=0, event=ev)
-    again = collect(encode(FRAMES, s.replace(rank=5), out, frames="0:21"))
+        collect(encode(sky_frames, s, out, frames="0:21", cancel=ev), stop_after=0, event=ev)
+    again = collect(encode(sky_frames, s.replace(rank=5), out, frames="0:21"))
     assert again[0].resumed_keyframes == 0 and out.exists()
 
 

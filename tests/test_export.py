@@ -32,16 +32,11 @@ from promptlab.export.comparison import note_template
 from promptlab.export.svg import line_plot, nice_ticks
 from promptlab.metrics import psnr
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SKY = SHARED / "data" / "promptus-sky" / "frames"
 
-
-def sky(n: int, size: int) -> list[np.ndarray]:
-    if not SKY.is_dir():
-        pytest.skip("shared sky clip missing")
+def sky(folder: Path, n: int, size: int) -> list[np.ndarray]:
     from promptlab.io.video import read_frames
 
-    return list(read_frames(SKY, frames=(0, n), size=size))
+    return list(read_frames(folder, frames=(0, n), size=size))
 
 
 def synthetic(n: int, size: int) -> list[np.ndarray]:
@@ -109,8 +104,8 @@ def no_temporaries(folder: Path) -> bool:
 
 
 @pytest.mark.parametrize("labels", [False, True])
-def test_side_by_side_mp4_panes_match_within_codec_error(tmp_path, labels):
-    frames = sky(21, 128)
+def test_side_by_side_mp4_panes_match_within_codec_error(sky_frames, tmp_path, labels):
+    frames = sky(sky_frames, 21, 128)
     comp = comparison(frames)
     out = tmp_path / "cmp.mp4"
     overlay = ("kbps",) if labels else ()

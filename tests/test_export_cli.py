@@ -19,21 +19,18 @@ from promptlab.errors import PromptlabError
 from promptlab.io.writer import write_frames
 
 REPO = Path(__file__).resolve().parents[1]
-SKY = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
 
 
 @pytest.fixture
-def clips(tmp_path):
+def clips(sky_frames, tmp_path):
     """A source folder and a stand-in reconstruction (blurred copy) of its first frames."""
-    if not SKY.is_dir():
-        pytest.skip("shared sky clip missing")
     from promptlab.io.video import read_frames
 
     def make(n: int, size: int) -> tuple[Path, Path]:
         recon = tmp_path / f"recon{n}_{size}"
-        src = read_frames(SKY, frames=(0, n), size=size)
+        src = read_frames(sky_frames, frames=(0, n), size=size)
         write_frames(recon, (cv2.GaussianBlur(f, (5, 5), 1.5) for f in src), 30.0)
-        return SKY, recon
+        return sky_frames, recon
 
     return make
 

@@ -27,10 +27,7 @@ from promptlab.gui.session import Session  # noqa: E402
 from promptlab.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SKY_MP4 = REPO / "assets" / "sky.mp4"
-SKY_FRAMES = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
-SKY = SKY_MP4 if SKY_MP4.exists() else SKY_FRAMES
-pytestmark = pytest.mark.skipif(not SKY.exists(), reason="sky clip missing")
+SKY = REPO / "promptlab" / "assets" / "sky.mp4"  # the bundled sample clip
 
 SMALL = Settings(model="tiny", size=64, rank=4, interval=5, iters=5, first_iters=10, patience=5,
                  first_patience=5, perceptual="none", threads=1)

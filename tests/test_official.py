@@ -10,17 +10,12 @@ import torch
 from promptlab.cli.main import main
 from promptlab.codec.container import read_stream
 
-SKY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "promptus-sky"
-PROMPTS = SKY / "prompts-rank8-interval10"
-needs_sky = pytest.mark.skipif(not PROMPTS.is_dir(), reason="shared sky prompts not present")
 
-
-@needs_sky
-def test_import_is_smaller_and_export_is_bit_exact(tmp_path, capsys):
+def test_import_is_smaller_and_export_is_bit_exact(sky_prompts, tmp_path, capsys):
     out = tmp_path / "sky.plab"
-    assert main(["import-official", str(PROMPTS), "-o", str(out)]) == 0
+    assert main(["import-official", str(sky_prompts), "-o", str(out)]) == 0
     s = read_stream(out)
-    originals = sum(p.stat().st_size for p in PROMPTS.glob("*.prompt"))
+    originals = sum(p.stat().st_size for p in sky_prompts.glob("*.prompt"))
     assert originals == 169_680
     assert sum(s.keyframe_bytes) <= 0.70 * originals
     capsys.readouterr()
@@ -32,13 +27,13 @@ def test_import_is_smaller_and_export_is_bit_exact(tmp_path, capsys):
     assert info["init_bytes"] == 9 + 65536
     exp = tmp_path / "exported"
     assert main(["export-official", str(out), "-o", str(exp)]) == 0
-    for orig in sorted(PROMPTS.glob("*.prompt")):
+    for orig in sorted(sky_prompts.glob("*.prompt")):
         a = torch.load(orig, weights_only=True, map_location="cpu")
         b = torch.load(exp / orig.name, weights_only=True, map_location="cpu")
         assert list(a) == list(b)
         for k in a:
             assert torch.equal(a[k].cpu(), b[k]), (orig.name, k)
-    assert torch.equal(torch.load(PROMPTS / "init.pth", weights_only=True, map_location="cpu").cpu(),
+    assert torch.equal(torch.load(sky_prompts / "init.pth", weights_only=True, map_location="cpu").cpu(),
                        torch.load(exp / "init.pth", weights_only=True))
 
 

@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
+import promptlab
 from promptlab.errors import PromptlabError
 from promptlab.settings import (
     ENCODE_KEYS,
@@ -10,7 +12,9 @@ from promptlab.settings import (
     list_presets,
     load_preset,
     load_settings_file,
+    preset_path,
     save_settings_file,
+    save_user_preset,
 )
 
 
@@ -27,6 +31,29 @@ def test_presets_load_and_differ():
     assert ref.size == 512 and not ref.batched and ref.first_iters == 10000
     assert prev.iters < ref.iters
     assert ref.key(*ENCODE_KEYS) != prev.key(*ENCODE_KEYS)
+
+
+def test_presets_ship_inside_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+    package = Path(promptlab.__file__).resolve().parent
+    assert preset_path("preview") == package / "presets" / "preview.json"
+
+
+def test_user_presets_go_to_the_config_folder_and_come_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+    shipped = preset_path("preview").read_bytes()
+    saved = save_user_preset(Settings(rank=3), "preview", description="mine")
+    assert saved == tmp_path / "config" / "presets" / "preview.json"
+    assert load_preset("preview").rank == 3  # the user's own comes before the shipped one
+    assert preset_path("reference").parent.name == "presets" and load_preset("reference").size == 512
+    save_user_preset(Settings(rank=5), "mine")
+    assert {"mine", "preview", "reference"} <= set(list_presets()) and load_preset("mine").rank == 5
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "other"))
+    assert preset_path("preview").read_bytes() == shipped  # the install was not touched
+    for bad in ("", "..", "a/b", "../up"):
+        with pytest.raises(PromptlabError, match="plain file name"):
+            save_user_preset(Settings(), bad)
+    assert not (tmp_path / "up.json").exists()
 
 
 def test_roundtrip_and_schema(tmp_path):

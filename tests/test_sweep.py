@@ -7,8 +7,6 @@ import pytest
 from promptlab.cli.main import main
 from promptlab.metrics.bdrate import bd_rate
 
-SKY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "promptus-sky" / "frames"
-
 
 def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
     r = [100, 200, 400, 800]
@@ -23,10 +21,9 @@ def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
     assert bd_rate([100, 400], [30, 36], [50, 200], [30, 36]) == pytest.approx(-50.0, abs=1e-6)
 
 
-@pytest.mark.skipif(not SKY.is_dir(), reason="shared sky frames not present")
-def test_sweep_cli_writes_table_plot_and_bdrate(tmp_path, capsys):
+def test_sweep_cli_writes_table_plot_and_bdrate(sky_frames, tmp_path, capsys):
     out = tmp_path / "sw"
-    rc = main(["sweep", str(SKY), "--frames", "0:6", "--size", "64", "--ranks", "2,8", "--intervals", "5",
+    rc = main(["sweep", str(sky_frames), "--frames", "0:6", "--size", "64", "--ranks", "2,8", "--intervals", "5",
                "--iters", "3", "--first-iters", "4", "-o", str(out)])
     assert rc == 0
     data = json.loads((out / "sweep.json").read_text())
@@ -49,4 +46,4 @@ def test_sweep_cli_writes_table_plot_and_bdrate(tmp_path, capsys):
     assert (out / "sweep.csv").read_text().startswith("method,rank")
     printed = capsys.readouterr().out
     assert "BD-rate" in printed and "promptlab" in printed
-    assert main(["sweep", str(SKY), "--ranks", "x", "-o", str(out)]) == 2
+    assert main(["sweep", str(sky_frames), "--ranks", "x", "-o", str(out)]) == 2

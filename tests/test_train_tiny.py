@@ -14,7 +14,6 @@ from promptlab.train.data import CLIP_LEN, Dataset
 from promptlab.train.loop import TrainConfig, fake_quant_batch, train
 
 REPO = Path(__file__).resolve().parents[1]
-SKY = REPO.parent / "shared" / "data" / "promptus-sky" / "frames"
 SHIPPED = REPO / "promptlab" / "models" / "weights" / "tiny.safetensors"
 
 
@@ -154,7 +153,7 @@ def test_random_override_still_gives_the_seeded_random_model(monkeypatch: pytest
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped tiny weights")
-def test_shipped_weights_are_small_trained_and_use_the_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_weights_are_small_trained_and_use_the_prompt(sky_frames: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from promptlab.models.registry import load_model
     from promptlab.train.evaluate import amortised_psnr
 
@@ -162,36 +161,31 @@ def test_shipped_weights_are_small_trained_and_use_the_prompt(monkeypatch: pytes
     assert SHIPPED.stat().st_size <= 20 * 2**20
     m = load_model("tiny", "cpu")
     assert not m.random_weights and m.version in m.label
-    if not SKY.is_dir():
-        pytest.skip("shared sky frames missing")
     from promptlab.io.video import read_frames
 
-    frames = list(read_frames(SKY, frames=(0, 3), size=128, crop="center"))
+    frames = list(read_frames(sky_frames, frames=(0, 3), size=128, crop="center"))
     low, high = amortised_psnr(m, frames, 2), amortised_psnr(m, frames, 16)
     assert high > low  # more prompt rank, better frames: the generator reads the prompt
 
 
-def test_training_data_excludes_the_sky_clip() -> None:
+def test_training_data_excludes_the_sky_clip(sky_frames: Path) -> None:
     from promptlab.train import data
 
     with pytest.raises(PromptlabError, match="unseen"):
-        data.find_videos([os.fspath(SKY)])
+        data.find_videos([os.fspath(sky_frames)])
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped tiny weights")
-def test_quality_rises_with_rank_by_more_than_a_decibel(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quality_rises_with_rank_by_more_than_a_decibel(sky_frames: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 7: ranks 2, 4, 8, 16 on the unseen sky's first keyframe, default start (amortised)."""
+    from promptlab.io.video import read_frames
     from promptlab.models.registry import load_model
     from promptlab.settings import Settings
     from promptlab.train.evaluate import keyframe_psnr
 
-    if not SKY.is_dir():
-        pytest.skip("shared sky frames missing")
-    from promptlab.io.video import read_frames
-
     monkeypatch.delenv("PROMPTLAB_TINY", raising=False)
     m = load_model("tiny", "cpu")
-    frame = next(iter(read_frames(SKY, frames=(0, 1), size=128, crop="center")))
+    frame = next(iter(read_frames(sky_frames, frames=(0, 1), size=128, crop="center")))
     base = Settings(first_iters=400, perceptual="ms-ssim")  # default patience and start
     assert base.start == "auto"
     psnrs = [keyframe_psnr(m, frame, base.replace(rank=r)) for r in (2, 4, 8, 16)]

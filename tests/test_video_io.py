@@ -25,7 +25,7 @@ def test_parse_frames_rejects_junk(spec):
 
 def test_sky_folder(sky_frames):
     info = probe(sky_frames)
-    assert (info.kind, info.width, info.height, info.fps, info.frame_count) == ("images", 512, 512, 30.0, 141)
+    assert (info.kind, info.width, info.height, info.fps, info.frame_count) == ("images", 256, 256, 30.0, 141)
     assert count_frames(sky_frames) == 141
     assert count_frames(sky_frames, (130, 200)) == 11
     frames = list(read_frames(sky_frames, frames=(3, 6), size=128))

@@ -16,6 +16,7 @@ from promptlab.errors import PromptlabError
 COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("promptlab.cli.encode", "fit prompts to a video and write a .plab stream"),
     "decode": ("promptlab.cli.decode", "regenerate frames from a .plab stream"),
+    "run": ("promptlab.cli.run", "the lab's run headless: encode, decode, score, baseline (--json)"),
     "info": ("promptlab.cli.info", "describe a .plab stream and count its bytes"),
     "transcode": ("promptlab.cli.transcode", "a lower rank or fewer bits from a .plab stream, no re-fit"),
     "import-official": ("promptlab.cli.official", "convert reference Promptus prompts to .plab"),

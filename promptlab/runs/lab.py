@@ -1,0 +1,268 @@
+"""The lab's run: encode (unless the stream is cached) → decode → score every frame → baseline.
+
+One Qt-free generator of typed records (runs/records.py) that the GUI's job process, the
+`promptlab run` command and the tests iterate alike. Each frame is scored as it is generated,
+so plots fill frame by frame. Finished runs go to the results cache (runs/results.py), named
+by what produced them, so unchanged settings are never recomputed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promptlab.engine import records as engine_records
+from promptlab.errors import Cancelled
+from promptlab.runs.records import (
+    Encoded,
+    FrameResult,
+    KeyframeFitted,
+    Progress,
+    Record,
+    Reused,
+    Saved,
+    Scoring,
+    Stage,
+    StreamStarted,
+    Summary,
+)
+from promptlab.runs.results import Result, ResultsCache
+from promptlab.settings import Settings
+
+ENCODE_SHARE = 0.8  # of the progress bar, when the run encodes (the fit dominates the time)
+
+
+@dataclass
+class RunSpec:
+    """What one run does. Plain data: it crosses the GUI's process boundary by pickling."""
+
+    settings: Settings
+    source: str | None = None                 # video or image folder (None for a bare .plab)
+    frames: tuple[int, int] | None = None
+    stream: str | None = None                 # decode this .plab instead of encoding
+    key: str | None = None                    # results-cache name (default: result_key of the source)
+    baseline: str | None = None               # "h265" | "h264": also this codec at the achieved rate
+    lpips_net: str = "alex"
+    maps: bool = False                        # LPIPS spatial maps per frame (the GUI's difference view)
+    cache_root: str | None = None             # results cache folder (default: the user's cache)
+
+    def __post_init__(self) -> None:
+        if self.key is None and self.source and not self.stream:
+            from promptlab.runs.results import result_key
+
+            self.key = result_key(self.source, self.settings, self.frames)
+
+
+def check_cancel(cancel: Any) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled by the user")
+
+
+class Scorer:
+    """Scores reconstructions against the originals read once for the run; one home for the metrics."""
+
+    def __init__(self, originals: list[np.ndarray] | None, lpips_net: str, maps: bool) -> None:
+        self.originals, self.maps, self.metrics = originals, maps, None
+        if originals is None:
+            self.status = Scoring(measured=False, lpips_available=False,
+                                  message="not measured: no original to compare with (a .plab opened without its source)")
+            return
+        from promptlab.metrics import FrameMetrics, lpips_status
+
+        ok, why = lpips_status(lpips_net)
+        self.metrics = FrameMetrics(lpips_net=lpips_net, device="cpu", need_lpips=bool(ok))
+        self.status = Scoring(measured=True, lpips_available=bool(ok),
+                              message="" if ok else f"LPIPS unavailable: run promptlab fetch-weights lpips ({why})")
+
+    def frame(self, stage: str, index: int, image: np.ndarray, **numbers: Any) -> FrameResult:
+        rec = FrameResult(index=index, stage=stage, image=image, **numbers)
+        if self.metrics is not None and index < len(self.originals):
+            m = self.metrics.compute_batch([self.originals[index]], [image], maps=self.maps)[0]
+            rec.lpips, rec.psnr, rec.ssim, rec.ms_ssim = m["lpips"], m["psnr"], m["ssim"], m["ms_ssim"]
+            rec.lpips_map = m.get("lpips_map")
+        return rec
+
+
+def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: float, **extra: Any) -> Summary:
+    """Means over the frames (None where a metric was not measured) and the severe-frame count."""
+    from promptlab.metrics import SEVERE_LPIPS
+
+    def mean(name: str) -> float | None:
+        vals = [getattr(r, name) for r in rows if getattr(r, name) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    lp = [r.lpips for r in rows if r.lpips is not None]
+    return Summary(method=method, n_frames=len(rows), total_bytes=int(total_bytes), kbps=float(kbps),
+                   lpips=mean("lpips"), psnr=mean("psnr"), ssim=mean("ssim"), ms_ssim=mean("ms_ssim"),
+                   severe_frames=sum(v > SEVERE_LPIPS for v in lp) if lp else None,
+                   gen_ms=mean("gen_ms"), extra=extra)
+
+
+def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Iterator[Record]:
+    """Yield the run's records; the last is Summary (and Saved / the baseline's Summary after it).
+
+    `cache_control`: the decoder's generation cache (an engine CacheControl the caller may switch
+    while decoding); default: the settings' policy.
+    """
+    cache = ResultsCache(spec.cache_root)
+    stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
+    if stored is not None:
+        yield from replay(stored)
+        return
+    originals = _originals(spec)
+    scorer = Scorer(originals, spec.lpips_net, spec.maps)
+    yield scorer.status
+    if spec.stream:
+        stream, share = Path(spec.stream), 0.0
+    else:
+        stream = cache.path(spec.key) / "stream.plab"
+        share = 0.0 if stream.is_file() else ENCODE_SHARE
+        if share:
+            yield from _encode(spec, cache, stream, scorer, cancel)
+    rows, recon, summary = yield from _decode(spec, stream, scorer, cancel, share, cache_control)
+    yield summary
+    check_cancel(cancel)
+    if spec.key:
+        cache.save(spec.key, [r.row() for r in rows], summary.to_dict(), recon)
+        yield Saved(key=spec.key, path=str(cache.path(spec.key)))
+    if spec.baseline and originals is not None and summary.kbps:
+        yield from _baseline(spec, cache, scorer, summary.kbps, cancel)
+
+
+def replay(res: Result) -> Iterator[Record]:
+    """A stored result as the records a live run yielded (LPIPS maps are not stored)."""
+    yield Reused(key=res.key, path=str(res.path))
+    s = Summary(**res.summary)
+    ex = s.extra
+    yield Scoring(measured=ex.get("measured", True), lpips_available=ex.get("lpips_available", False),
+                  message=ex.get("lpips_message", ""))
+    for row, img in zip(res.frames, res.recon, strict=False):
+        yield FrameResult(**row, image=img)
+    yield s
+    if res.baseline is not None:
+        for row, img in zip(res.baseline_frames, res.baseline, strict=False):
+            yield FrameResult(**row, image=img)
+        yield Summary(**res.baseline_summary)
+
+
+def _originals(spec: RunSpec) -> list[np.ndarray] | None:
+    if not spec.source:
+        return None
+    from promptlab.io.video import read_frames
+
+    s = spec.settings
+    return list(read_frames(spec.source, frames=spec.frames, size=s.size, crop=s.crop))
+
+
+def _started(rec: engine_records.Started) -> StreamStarted:
+    return StreamStarted(job=rec.job, n_frames=rec.n_frames, n_keyframes=rec.n_keyframes, width=rec.width,
+                         height=rec.height, fps=rec.fps, model=rec.model, header_bytes=rec.header_bytes,
+                         init_bytes=rec.init_bytes)
+
+
+def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any) -> Iterator[Record]:
+    """Fit prompts; the encoder's own reconstructions are scored and shown as they come."""
+    from promptlab.engine.encoder import encode
+
+    s = spec.settings
+    work = cache.work_stream(stream.parent.name)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    yield Stage("encode", "fitting prompts (inversion)")
+    budgets: list[int] = []
+    done = 0
+    for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True):
+        if isinstance(rec, engine_records.Started):
+            budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
+            done = sum(budgets[: rec.resumed_keyframes])
+            yield _started(rec)
+        elif isinstance(rec, engine_records.Iteration):
+            cur = done + min(rec.iteration, rec.iterations)
+            yield Progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
+                           f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
+                           f"  loss {rec.loss:.4f}")
+        elif isinstance(rec, engine_records.KeyframeDone):
+            done = sum(budgets[: rec.keyframe + 1])
+            yield KeyframeFitted(rec.keyframe, list(rec.frames), rec.record_bytes, rec.loss)
+            yield Progress(ENCODE_SHARE * done / max(1, sum(budgets)), f"keyframe {rec.keyframe + 1}/{len(budgets)} done")
+        elif isinstance(rec, engine_records.Frame):
+            yield scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
+                               keyframe=rec.keyframe, reused=float(rec.reused))
+        elif isinstance(rec, engine_records.Done):
+            yield Encoded(rec.total_bytes, rec.kbps, rec.kbps_without_init, rec.elapsed)
+    stream.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(work), str(stream))
+
+
+def cache_label(policy: str, threshold: float) -> str:
+    """How generation times were measured: the cache policy (and the lossy threshold)."""
+    return f"lossy {threshold:g}" if policy == "lossy" else policy
+
+
+def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: float, control: Any):
+    """Generate every frame as the receiver does and score it; returns (rows, recon, summary)."""
+    from promptlab.engine.cache import CacheControl
+    from promptlab.engine.decoder import decode
+
+    s = spec.settings
+    control = control or CacheControl(s.cache, s.cache_threshold)
+    yield Stage("decode", "generating frames (receiver) and measuring them")
+    rows: list[FrameResult] = []
+    images: list[np.ndarray] = []
+    policies: list[str] = []             # as they were switched during the decode, in order
+    started: StreamStarted | None = None
+    done: engine_records.Done | None = None
+    n = 1
+    for rec in decode(stream, device=s.device, cancel=cancel, cache=control):
+        if isinstance(rec, engine_records.Started):
+            started = _started(rec)
+            n = max(1, rec.n_frames)
+            yield started
+        elif isinstance(rec, engine_records.Frame):
+            label = cache_label(control.policy, control.threshold)
+            if not policies or policies[-1] != label:
+                policies.append(label)
+            row = scorer.frame("decode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
+                               keyframe=rec.keyframe, reused=float(rec.reused))
+            rows.append(row)
+            images.append(rec.image)
+            yield row
+            yield Progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}")
+        elif isinstance(rec, engine_records.Done):
+            done = rec
+        check_cancel(cancel)
+    assert started is not None and done is not None
+    status = scorer.status
+    summary = summarize("promptlab", rows, done.total_bytes, done.kbps, kbps_without_init=done.kbps_without_init,
+                        decode_s=done.elapsed, model=started.model, header_bytes=started.header_bytes,
+                        init_bytes=started.init_bytes, width=started.width, height=started.height,
+                        fps=started.fps, cache=" then ".join(policies), measured=status.measured,
+                        lpips_available=status.lpips_available, lpips_message=status.message)
+    recon = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
+    return rows, recon, summary
+
+
+def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, cancel: Any) -> Iterator[Record]:
+    """The classical codec at the bitrate promptlab achieved, every byte counted, scored the same way."""
+    from promptlab.baselines import encode_baseline
+
+    codec = spec.baseline or "h265"
+    yield Stage("baseline", f"{codec.upper()} at {kbps:.1f} kbps")
+    t0 = time.perf_counter()
+    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec)
+    rows = []
+    for i, img in enumerate(res.recon):
+        check_cancel(cancel)
+        row = scorer.frame("baseline", i, np.asarray(img), bytes=float(res.frame_bytes[i]))
+        rows.append(row)
+        yield row
+    summary = summarize(codec, rows, res.bytes, res.kbps, target_kbps=res.target_kbps,
+                        within_tolerance=res.converged, note=res.note, elapsed=time.perf_counter() - t0)
+    if spec.key:
+        cache.save_baseline(spec.key, [r.row() for r in rows], summary.to_dict(), np.stack(res.recon))
+    yield summary

@@ -241,8 +241,8 @@ def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, re
               dtype: str = "fp32", threads: int = 0, channels_last: bool = False,
               compile_: bool = False) -> dict[str, Any]:
     """Every measurement of the bench in one dict (see module doc)."""
+    from promptlab.device import set_threads
     from promptlab.engine.runtime import channels_last as to_channels_last
-    from promptlab.engine.runtime import set_threads
     from promptlab.models.registry import load_model
 
     set_threads(threads)

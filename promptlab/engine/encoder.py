@@ -34,6 +34,7 @@ from promptlab.codec.container import (
     read_stream,
 )
 from promptlab.codec.schedule import segments
+from promptlab.device import set_threads
 from promptlab.engine import records
 from promptlab.engine.generator import (
     fixed_noise,
@@ -43,7 +44,6 @@ from promptlab.engine.generator import (
 )
 from promptlab.engine.inverter import fit_segment, start_mode
 from promptlab.engine.losses import make_loss
-from promptlab.engine.runtime import set_threads
 from promptlab.engine.upsample import stage_image, stage_latent, stage_size
 from promptlab.errors import PromptlabError, StreamError
 from promptlab.io.atomic import check_target

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from promptlab.device import resolve_device
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.metrics.perceptual import load_lpips, to_lpips_tensor
 from promptlab.metrics.ssim import ms_ssim, ssim
@@ -25,16 +26,6 @@ HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "ms_ssim": True}
 PSNR_CAP = 100.0
 SEVERE_LPIPS = 0.32
 PERCENTILES = (5, 50, 95)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return device
 
 
 def psnr(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -51,7 +42,7 @@ class FrameMetrics:
     def __init__(self, lpips_net: str = "alex", device: str = "cpu", need_lpips: bool = True,
                  require_lpips: bool = False) -> None:
         self.lpips_net = lpips_net
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         self.lpips_model = None
         self.lpips_note: str | None = None
         if need_lpips or require_lpips:

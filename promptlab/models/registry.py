@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptlab.engine.runtime import resolve_device, resolve_dtype
+from promptlab.device import resolve_device, resolve_dtype
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.models.base import Model
 

@@ -102,13 +102,10 @@ def _document(args: argparse.Namespace, result, frames, file_bytes: int) -> dict
            "frame_range": args.frames, "output": str(args.output), "file_bytes": file_bytes,
            "container_overhead_bytes": file_bytes - result.bytes}
     if args.metrics:
-        from promptlab.metrics import FrameMetrics, summarize
+        from promptlab.metrics import FrameMetrics, score, summarize
 
         fm = FrameMetrics("alex")
-        rows = []
-        for i in range(0, len(frames), 8):
-            rows += fm.compute_batch(frames[i:i + 8], result.recon[i:i + 8])
-        rows = [{"frame": i, **r} for i, r in enumerate(rows)]
+        rows = [{"frame": i, **r} for i, r in enumerate(score(fm, frames, result.recon))]
         doc["metrics"] = {"mean": summarize(rows)["mean"], "frames": rows,
                           "notes": [] if fm.has_lpips else [f"lpips is null: {fm.lpips_note}"]}
     return doc

@@ -8,14 +8,11 @@ import io
 import json
 import math
 import sys
-from itertools import islice
 from pathlib import Path
 
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import count_frames, parse_frames, probe, read_frames
-
-BATCH = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,23 +68,12 @@ def main(argv: list[str]) -> int:
     ref_range, recon_range = parse_frames(args.frames), parse_frames(args.recon_frames)
     _check_sizes(args)
     n = _aligned_count(args, ref_range, recon_range)
-    from promptlab.metrics import FrameMetrics, summarize
+    from promptlab.metrics import FrameMetrics, score, summarize
 
     fm = FrameMetrics(args.lpips_net, device=args.device, need_lpips=not args.no_lpips)
     ref_it = read_frames(args.ref, frames=ref_range, size=args.size, crop=args.crop)
     rec_it = read_frames(args.recon, frames=recon_range, size=args.size, crop=args.crop)
-    rows: list[dict] = []
-    while True:
-        refs = list(islice(ref_it, BATCH))
-        recs = list(islice(rec_it, BATCH))
-        if len(refs) != len(recs):
-            raise PromptlabError(f"clips ended at different frames ({len(rows) + len(refs)} vs {len(rows) + len(recs)})")
-        if not refs:
-            break
-        if refs[0].shape != recs[0].shape:
-            raise PromptlabError(f"frame shapes differ: REF {refs[0].shape}, RECON {recs[0].shape}; use --size")
-        for r in fm.compute_batch(refs, recs):
-            rows.append({"frame": len(rows), **r})
+    rows = [{"frame": i, **r} for i, r in enumerate(score(fm, ref_it, rec_it))]
     if len(rows) != n:
         raise PromptlabError(f"read {len(rows)} frame pairs, expected {n}")
     summary = summarize(rows, severe=args.severe)

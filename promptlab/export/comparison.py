@@ -105,18 +105,18 @@ class Comparison:
         """Fill every rendition's per-frame metrics with a FrameMetrics-like object."""
         if getattr(metrics, "lpips_note", None) and not getattr(metrics, "has_lpips", True):
             self.lpips_note = metrics.lpips_note
+        from promptlab.metrics.frame import score
+
         total = self.n_frames * len(self.renditions)
-        done = 0
-        for r in self.renditions:
-            rows: list[dict] = []
-            for start in range(0, self.n_frames, batch):
+        for k, r in enumerate(self.renditions):
+            def step(done: int, before: int = k * self.n_frames) -> None:
                 check_cancel(cancel)
-                stop = min(start + batch, self.n_frames)
-                rows += metrics.compute_batch(self.originals[start:stop], r.frames[start:stop])
-                done += stop - start
                 if progress:
-                    progress("metrics", done, total)
-            r.metrics = rows
+                    progress("metrics", before + done, total)
+
+            check_cancel(cancel)
+            r.metrics = score(metrics, self.originals[: self.n_frames], r.frames[: self.n_frames], batch=batch,
+                              on_batch=step)
 
     def frame_kbps(self, r: Rendition, i: int) -> float | None:
         """A frame's bytes as a rate (bytes × 8 × fps / 1000)."""

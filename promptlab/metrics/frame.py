@@ -9,7 +9,8 @@ percentiles, the worst frame and the severe-frame ratio (LPIPS above a threshold
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,29 @@ class FrameMetrics:
         return rows
 
 
+def score(metrics: FrameMetrics, refs: Iterable[np.ndarray], dists: Iterable[np.ndarray], *, batch: int = 8,
+          on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Per-frame metrics of two aligned clips (iterables, read lazily), in batches: the one scoring loop.
+
+    Refuses clips of different lengths or frame shapes with one line; `on_batch(frames_done)` runs
+    after each batch (progress bars, cancel checks).
+    """
+    ref_it, dist_it = iter(refs), iter(dists)
+    rows: list[dict[str, Any]] = []
+    while True:
+        a = list(islice(ref_it, batch))
+        b = list(islice(dist_it, batch))
+        if len(a) != len(b):
+            raise PromptlabError(f"clips ended at different frames ({len(rows) + len(a)} vs {len(rows) + len(b)})")
+        if not a:
+            return rows
+        if a[0].shape != b[0].shape:
+            raise PromptlabError(f"frame shapes differ: {a[0].shape} and {b[0].shape}; prepare both to one size")
+        rows += metrics.compute_batch(a, b)
+        if on_batch is not None:
+            on_batch(len(rows))
+
+
 def lpips_pass(model: Any, t0: torch.Tensor, t1: torch.Tensor,
                maps: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """LPIPS values (N,) and, with `maps`, the spatial maps (N, H, W) from one network pass.
@@ -150,4 +174,4 @@ def summarize(rows: Iterable[dict], severe: float = SEVERE_LPIPS) -> dict:
             "severe_threshold": severe, "severe_count": severe_count}
 
 
-__all__ = ["FrameMetrics", "summarize", "psnr", "lpips_status", "METRICS", "HIGHER_IS_BETTER", "SEVERE_LPIPS"]
+__all__ = ["FrameMetrics", "score", "summarize", "psnr", "lpips_status", "METRICS", "HIGHER_IS_BETTER", "SEVERE_LPIPS"]

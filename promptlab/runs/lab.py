@@ -90,18 +90,15 @@ class Scorer:
 
 
 def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: float, **extra: Any) -> Summary:
-    """Means over the frames (None where a metric was not measured) and the severe-frame count."""
-    from promptlab.metrics import SEVERE_LPIPS
+    """Means over the frames (None where not measured) and the severe-frame count, by metrics.summarize."""
+    from promptlab.metrics import summarize as stats
 
-    def mean(name: str) -> float | None:
-        vals = [getattr(r, name) for r in rows if getattr(r, name) is not None]
-        return float(np.mean(vals)) if vals else None
-
-    lp = [r.lpips for r in rows if r.lpips is not None]
+    s = stats([r.row() for r in rows])
+    mean = s["mean"]
+    gen = [r.gen_ms for r in rows if r.gen_ms is not None]
     return Summary(method=method, n_frames=len(rows), total_bytes=int(total_bytes), kbps=float(kbps),
-                   lpips=mean("lpips"), psnr=mean("psnr"), ssim=mean("ssim"), ms_ssim=mean("ms_ssim"),
-                   severe_frames=sum(v > SEVERE_LPIPS for v in lp) if lp else None,
-                   gen_ms=mean("gen_ms"), extra=extra)
+                   lpips=mean["lpips"], psnr=mean["psnr"], ssim=mean["ssim"], ms_ssim=mean["ms_ssim"],
+                   severe_frames=s["severe_count"], gen_ms=float(np.mean(gen)) if gen else None, extra=extra)
 
 
 def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Iterator[Record]:

@@ -50,10 +50,9 @@ class SweepDone:
 
 
 def _score(metrics: Any, originals: list[np.ndarray], recon: list[np.ndarray], severe: float) -> dict[str, Any]:
-    from promptlab.metrics.frame import summarize
+    from promptlab.metrics.frame import score, summarize
 
-    rows = [metrics.compute(o, r) for o, r in zip(originals, recon)]
-    s = summarize(rows, severe=severe)
+    s = summarize(score(metrics, originals, recon), severe=severe)
     mean = s["mean"]
     return {"lpips": mean.get("lpips"), "psnr": mean["psnr"], "ssim": mean["ssim"], "ms_ssim": mean["ms_ssim"],
             "severe_ratio": mean.get("severe_ratio")}

@@ -17,7 +17,8 @@ from promptlab.codec.container import (
 )
 from promptlab.codec.quant import RunningRange, quantize
 from promptlab.codec.rate import estimate, kbps, keyframe_record_max, solve_rank, steady_kbps
-from promptlab.errors import StreamError
+from promptlab.codec.shapes import shape_for
+from promptlab.errors import PromptlabError, StreamError
 from promptlab.settings import Settings
 
 
@@ -194,6 +195,20 @@ def test_header_records_the_two_stage_upsampler():
     with pytest.raises(StreamError, match="upsampler"):
         StreamHeader(model="tiny", width=64, height=64, fps=30.0, n_frames=5, rank=2, bits=8, interval=5,
                      seed=88, blend=0.05, context_dim=16, upsampler="magic")
+
+
+def test_header_maps_to_and_from_settings():
+    s = Settings(model="tiny", size=64, rank=5, bits=6, interval=7, fps=29.97, seed=3, blend=0.25, interp="slerp",
+                 crop="pad", init_mode="q8", stage_scale=2, upsampler="lanczos", iters=9, device="cpu")
+    h = StreamHeader.from_settings(s, 12, shape_for("tiny"), latent_side=4)
+    assert (h.model, h.n_frames, h.context_dim, h.latent_h, h.upsampler) == ("tiny", 12, 128, 4, "lanczos")
+    back = read_stream(stream_bytes(h, torch.zeros(h.latent_shape), []), allow_partial=True).header.to_settings()
+    assert back == s.replace(fps=h.fps, iters=Settings().iters, device=Settings().device)
+    assert h.to_settings(s) == s.replace(fps=h.fps)  # fields the header does not record come from the base
+    # weights from a path are recorded as SD-Turbo; an unrecordable upsampler is refused in one line
+    assert StreamHeader.from_settings(s.replace(model="w/sd.safetensors"), 12, shape_for("x")).model == "sd-turbo"
+    with pytest.raises(PromptlabError, match="cannot be recorded"):
+        StreamHeader.from_settings(s.replace(upsampler="learned"), 12, shape_for("tiny"), latent_side=4)
 
 
 def test_header_bytes_follow_the_documented_layout():

@@ -173,16 +173,25 @@ def test_corrupt_file_is_one_line_error(tmp_path, capsys):
 def test_truncated_video_reads_what_decodes(tmp_path):
     from promptlab.io.video import count_frames, read_frames
 
-    full = _mp4(tmp_path / "full.mp4", 30)
+    full = _mp4(tmp_path / "full.ts", 30)  # MPEG-TS: no index, every packet stands alone
+    cut = tmp_path / "cut.ts"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    n = count_frames(cut)
+    frames = list(read_frames(cut, size=32))
+    assert len(frames) == n and 0 < n < 30
+
+
+def test_truncated_mp4_without_its_index_is_refused_in_one_line(tmp_path):
+    from promptlab.io.video import count_frames
+
+    full = _mp4(tmp_path / "full.mp4", 30)  # the index (moov) is written after the frames
     cut = tmp_path / "cut.mp4"
     data = full.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    try:
-        n = count_frames(cut)
-    except PromptlabError:
-        return  # refusing clearly is acceptable too
-    frames = list(read_frames(cut, size=32))
-    assert len(frames) == n and 0 < n <= 30
+    with pytest.raises(PromptlabError, match="is not a video or image folder PyAV can read") as exc:
+        count_frames(cut)
+    assert "\n" not in str(exc.value)
 
 
 def test_variable_frame_rate_reads_every_frame_once(tmp_path):

@@ -1,11 +1,11 @@
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from promptlab.cli.main import main
 from promptlab.metrics.bdrate import bd_rate
+from promptlab.runs.sweep import SweepPoint, summarize_sweep
 
 
 def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
@@ -19,6 +19,18 @@ def test_bd_rate_of_a_curve_against_itself_and_a_cheaper_copy():
     assert bd_rate([100], [30], r, q) is None
     # two points: linear fit still works
     assert bd_rate([100, 400], [30, 36], [50, 200], [30, 36]) == pytest.approx(-50.0, abs=1e-6)
+
+
+def test_summarize_sweep_gives_bd_rates_against_the_baseline():
+    def point(method: str, kbps: float, psnr: float, lpips: float) -> SweepPoint:
+        return SweepPoint(method, None, 10, kbps, None, 0, lpips, psnr, 0.9, 0.9, 0.0)
+
+    theirs = [point("h265", k, q, lp) for k, q, lp in ((100, 30, 0.4), (200, 33, 0.3), (400, 36, 0.2))]
+    ours = [point("promptlab", k / 2, q, lp) for k, q, lp in ((100, 30, 0.4), (200, 33, 0.3), (400, 36, 0.2))]
+    done = summarize_sweep(ours + theirs, "h265")
+    assert done.bd_rate_psnr == pytest.approx(-50.0, abs=1e-6)
+    assert done.bd_rate_lpips == pytest.approx(-50.0, abs=1e-6)
+    assert summarize_sweep(ours, None).bd_rate_psnr is None  # no baseline, nothing to compare
 
 
 def test_sweep_cli_writes_table_plot_and_bdrate(sky_frames, tmp_path, capsys):
@@ -38,9 +50,11 @@ def test_sweep_cli_writes_table_plot_and_bdrate(sky_frames, tmp_path, capsys):
         assert ours["total_bytes"] == size
         assert ours["kbps"] == pytest.approx(size * 8 / (6 / 30) / 1000)
     assert data["points"][2]["kbps"] > data["points"][0]["kbps"]  # rank 8 costs more than rank 2
-    assert "bd_rate_psnr_percent" in data
-    v = data["bd_rate_psnr_percent"]
-    assert v is None or math.isfinite(v)
+    ours = [p for p in data["points"] if p["method"] == "promptlab"]
+    theirs = [p for p in data["points"] if p["method"] == "h265"]
+    want = bd_rate([p["kbps"] for p in theirs], [p["psnr"] for p in theirs],
+                   [p["kbps"] for p in ours], [p["psnr"] for p in ours])  # None where the PSNR ranges do not overlap
+    assert data["bd_rate_psnr_percent"] == (None if want is None else pytest.approx(want))
     svg = (out / "rd.svg").read_text()
     assert svg.startswith("<svg") and "kbps" in svg and "better" in svg
     assert (out / "sweep.csv").read_text().startswith("method,rank")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
 from promptlab.baselines.annexb import strip_banner_sei
+from promptlab.codec import rate
 from promptlab.errors import PromptlabError
+from promptlab.io.video import fps_fraction
+from promptlab.io.writer import even_size, pad_even
 
 CODECS: dict[str, tuple[str, str]] = {"h265": ("libx265", "hevc"), "h264": ("libx264", "h264")}
 QUIET = {"libx265": {"x265-params": "info=0:log-level=none"}, "libx264": {"x264-params": "log=-1"}}
@@ -53,11 +55,6 @@ class BaselineResult:
                 "within_tolerance": self.converged, "note": self.note}
 
 
-def kbps_of(nbytes: int, n_frames: int, fps: float) -> float:
-    """Bitrate of `nbytes` spread over the clip's duration n_frames / fps."""
-    return nbytes * 8.0 / (n_frames / fps) / 1000.0
-
-
 def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, codec: str, tolerance: float) -> None:
     if codec not in CODECS:
         raise PromptlabError(f"unknown baseline codec {codec!r}: use h265 or h264")
@@ -81,11 +78,6 @@ def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, codec: str, to
         raise PromptlabError(f"frames of {shape[1]}x{shape[0]} are too small for {codec}")
 
 
-def _pad_even(f: np.ndarray) -> np.ndarray:
-    h, w = f.shape[:2]
-    return np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") if (h % 2 or w % 2) else f
-
-
 @dataclass
 class Packet:
     """One access unit as the encoder emitted it (decode order), banner SEI removed."""
@@ -102,12 +94,12 @@ def _encode(frames: Sequence[np.ndarray], fps: float, codec: str,
     import av
 
     encoder = CODECS[codec][0]
-    rate = Fraction(fps).limit_denominator(1001)
+    frame_rate = fps_fraction(fps)
     ctx = av.CodecContext.create(encoder, "w")
-    h, w = _pad_even(frames[0]).shape[:2]
+    w, h = even_size(frames[0].shape[1], frames[0].shape[0])
     ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
-    ctx.time_base = 1 / rate
-    ctx.framerate = rate
+    ctx.time_base = 1 / frame_rate
+    ctx.framerate = frame_rate
     ctx.options = {**QUIET[encoder], **opts}
     packets: list[Packet] = []
 
@@ -119,7 +111,7 @@ def _encode(frames: Sequence[np.ndarray], fps: float, codec: str,
             packets.append(Packet(int(p.pts), dts, strip_banner_sei(bytes(p), codec), bool(p.is_keyframe)))
 
     for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(_pad_even(f), format="rgb24").reformat(format="yuv420p")
+        vf = av.VideoFrame.from_ndarray(pad_even(f), format="rgb24").reformat(format="yuv420p")
         vf.pts = i
         take(ctx.encode(vf))
     take(ctx.encode(None))
@@ -223,7 +215,7 @@ def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec
     params = {"encoder": CODECS[codec][0], "preset": preset, "rate_control": method,
               **({"crf": round(x, 4)} if method == "crf" else {"bitrate_kbps": round(x, 3)}),
               "pix_fmt": "yuv420p", "threads": threads, "encodes": len(cache)}
-    return BaselineResult(codec=codec, target_kbps=float(kbps), kbps=kbps_of(len(stream), n, fps),
+    return BaselineResult(codec=codec, target_kbps=float(kbps), kbps=rate.kbps(len(stream), n, fps),
                           bytes=len(stream), frame_bytes=frame_bytes, recon=recon, fps=float(fps), n_frames=n,
                           width=width, height=height, stream=stream, packets=packets, params=params, trace=trace,
                           converged=ok, note=note)

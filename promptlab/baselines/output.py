@@ -6,12 +6,13 @@ The raw file is the measured object: its size equals BaselineResult.bytes. A con
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 from promptlab.baselines.h26x import CODECS, BaselineResult
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import atomic_path, check_target
+from promptlab.io.video import fps_fraction
+from promptlab.io.writer import even_size
 
 RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc")}
 CONTAINER_EXTS = (".mp4", ".mkv", ".mov")
@@ -41,12 +42,11 @@ def write_stream(result: BaselineResult, out: str | Path, force: bool = False) -
 def _mux(result: BaselineResult, path: Path) -> None:
     import av
 
-    rate = Fraction(result.fps).limit_denominator(1001)
+    rate = fps_fraction(result.fps)
     tb = 1 / rate
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(CODECS[result.codec][1], rate=rate)
-        stream.width = result.width + result.width % 2
-        stream.height = result.height + result.height % 2
+        stream.width, stream.height = even_size(result.width, result.height)
         stream.pix_fmt = "yuv420p"
         stream.time_base = tb
         for pk in result.packets:

@@ -18,8 +18,7 @@ from typing import Any
 
 import torch
 
-from promptlab.engine.generator import SIGMA
-from promptlab.models.base import Model
+from promptlab.models.base import SIGMA, Model
 
 
 def decoder_vae(model: Model) -> Any:

@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 
+from promptlab.codec.shapes import NAMES
 from promptlab.errors import PromptlabError
 from promptlab.extras import require
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="promptlab bench", description=__doc__)
-    p.add_argument("--model", default="tiny", help="tiny | sd-turbo-arch | sd-turbo | PATH")
+    p.add_argument("--model", default="tiny", help=f"{' | '.join(NAMES)} | PATH")
     p.add_argument("--size", type=int, default=128, help="frame side in px (multiple of 8)")
     p.add_argument("--frames", type=int, default=10, help="frames in the benchmarked segment")
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions per side (medians)")

@@ -10,12 +10,13 @@ import argparse
 import sys
 from typing import Any
 
+from promptlab.codec.shapes import NAMES
 from promptlab.errors import PromptlabError
 from promptlab.settings import CROP_MODES, MAX_RANK, PERCEPTUAL, START_MODES, Settings, load_preset
 
 # flag -> (Settings field, type, help)
 FLAGS: dict[str, tuple[str, type, str]] = {
-    "--model": ("model", str, "tiny | sd-turbo | sd-turbo-arch | PATH to SD-Turbo weights | a hub id "
+    "--model": ("model", str, f"{' | '.join(NAMES)} | PATH to SD-Turbo weights | a hub id "
               "(e.g. stabilityai/sd-turbo) in the local Hugging Face cache"),
     "--size": ("size", int, "square frame size in px (multiple of 8)"),
     "--rank": ("rank", int, "prompt rank r (bytes per keyframe ~ 1101·r at SD-Turbo width)"),
@@ -71,14 +72,13 @@ def resolve_rank(settings: Settings, kbps: float | None, n_frames: int) -> Setti
     """With a target bitrate, the largest rank whose worst-case total rate fits (header and init counted)."""
     if kbps is None:
         return settings
-    from promptlab.codec.rate import estimate, shape_for, solve_rank
+    from promptlab.codec.rate import estimate, solve_rank
 
     if n_frames < 1:
         raise PromptlabError("cannot solve a rank for an empty clip")
-    shape = shape_for(settings.model)
-    rank = solve_rank(kbps, settings, n_frames, include_init=True, shape=shape)
+    rank = solve_rank(kbps, settings, n_frames, include_init=True)
     if rank == MAX_RANK:
-        top = estimate(settings.replace(rank=MAX_RANK), n_frames, shape).kbps
+        top = estimate(settings.replace(rank=MAX_RANK), n_frames).kbps
         print(f"warning: --kbps {kbps:g} is above what the largest rank gives: using rank {MAX_RANK} "
               f"(at most {top:.1f} kbps)", file=sys.stderr)
     return settings.replace(rank=rank)

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from promptlab.codec.container import read_stream
+from promptlab.codec.shapes import NAMES
 from promptlab.engine import records
 from promptlab.engine.decoder import decode
 from promptlab.io.atomic import check_target
@@ -22,7 +23,7 @@ def main(argv: list[str]) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stream", help=".plab file")
     p.add_argument("-o", "--output", required=True, help="folder of PNGs or a video file")
-    p.add_argument("--model", help="model to use instead of the stream's (tiny | sd-turbo | sd-turbo-arch | PATH)")
+    p.add_argument("--model", help=f"model to use instead of the stream's ({' | '.join(NAMES)} | PATH)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
     p.add_argument("--dtype", default="fp32", help="fp32 | bf16 | fp16")
     p.add_argument("--cache", default="none", choices=CACHE_POLICIES,

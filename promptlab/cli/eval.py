@@ -13,6 +13,7 @@ from pathlib import Path
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import count_frames, parse_frames, probe, read_frames
+from promptlab.metrics.frame import SEVERE_LPIPS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reconstruction frames to use (default: all of RECON)")
     ap.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    ap.add_argument("--severe", type=float, default=0.32, help="LPIPS above this marks a severely distorted frame")
+    ap.add_argument("--severe", type=float, default=SEVERE_LPIPS, help="LPIPS above this marks a severely distorted frame")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     ap.add_argument("--json", type=Path, default=None, help="write summary and per-frame rows as JSON")
     ap.add_argument("--csv", type=Path, default=None, help="write per-frame rows as CSV")

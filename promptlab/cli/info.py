@@ -16,12 +16,10 @@ def describe(path: str) -> dict:
     rate = measured(h, s.header_bytes, s.init_bytes, s.keyframe_bytes)
     return {
         "path": path,
-        "model": h.model,
-        "rank": h.rank, "bits": h.bits, "interval": h.interval, "fps": h.fps,
+        **h.settings_fields(),
         "width": h.width, "height": h.height, "frames": h.n_frames,
         "keyframes": len(s.keyframes), "keyframes_expected": h.n_keyframes,
         "keyframe_frames": keyframes(h.n_frames, h.interval)[: len(s.keyframes)],
-        "seed": h.seed, "blend": h.blend, "crop": h.crop, "interp": h.interp, "init_mode": h.init_mode,
         "context_dim": h.context_dim, "latent_shape": list(h.latent_shape),
         "header_bytes": s.header_bytes, "init_bytes": s.init_bytes,
         "keyframe_bytes": s.keyframe_bytes, "total_bytes": s.total_bytes,

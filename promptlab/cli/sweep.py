@@ -19,6 +19,7 @@ from promptlab.engine import records
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import write_bytes_atomic
 from promptlab.io.video import count_frames, parse_frames, probe
+from promptlab.metrics.frame import SEVERE_LPIPS
 from promptlab.runs.sweep import SweepDone, SweepPoint, run_sweep
 
 COLUMNS = ("method", "rank", "interval", "kbps", "target_kbps", "total_bytes", "lpips", "psnr", "ssim",
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ranks", default="2,4,8,16", help="comma-separated ranks")
     p.add_argument("--intervals", default="10", help="comma-separated keyframe intervals")
     p.add_argument("--baseline", default="h265", choices=["h265", "h264", "none"])
-    p.add_argument("--severe", type=float, default=0.32, help="LPIPS threshold of a severely distorted frame")
+    p.add_argument("--severe", type=float, default=SEVERE_LPIPS, help="LPIPS threshold of a severely distorted frame")
     p.add_argument("-o", "--output", default="sweep", help="output folder (default ./sweep)")
     p.add_argument("--force", action="store_true", help="overwrite streams and tables in the output folder")
     add_settings_args(p)

@@ -13,9 +13,8 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -24,13 +23,13 @@ from promptlab.codec import entropy
 from promptlab.codec.prompt import TOKENS
 from promptlab.codec.quant import QParams, dequantize, qparams, quantize
 from promptlab.codec.schedule import keyframes
+from promptlab.codec.shapes import ModelShape, recorded_name, shape_for
 from promptlab.errors import PromptlabError, StreamError
+from promptlab.io.video import fps_fraction
+from promptlab.settings import CROP_MODES, INIT_MODES, INTERP_MODES, STAGE_SCALES, Settings
 
 MAGIC = b"PLAB"
 VERSION = 1
-CROPS = ("center", "squash", "pad")
-INTERPS = ("factors", "linear", "slerp")
-INIT_MODES = ("f32", "f16", "q8")
 UPSAMPLERS = ("bicubic", "lanczos")  # two-stage upsampler the prompts were fitted through
 TAG_INIT, TAG_KEY = 0x49, 0x4B  # 'I', 'K'
 _HDR = struct.Struct("<HHIIIHBHIfBBBBHBHHBB")
@@ -69,7 +68,7 @@ class StreamHeader:
         # store exactly what the bytes can hold, so a header equals its own round trip
         object.__setattr__(self, "blend", float(np.float32(self.blend)))
         if self.fps > 0:
-            object.__setattr__(self, "fps", float(_fps_fraction(self.fps)))
+            object.__setattr__(self, "fps", float(fps_fraction(self.fps)))
         self.check()
 
     def check(self) -> None:
@@ -85,10 +84,41 @@ class StreamHeader:
         need(0 < self.context_dim <= LIMITS["dim"] and 0 < self.tokens <= 255, "bad context shape")
         need(0 < self.latent_channels <= LIMITS["channels"], "bad latent channels")
         need(0 < self.latent_h <= self.height and 0 < self.latent_w <= self.width, "bad latent size")
-        need(self.crop in CROPS and self.interp in INTERPS and self.init_mode in INIT_MODES, "bad mode")
+        need(self.crop in CROP_MODES and self.interp in INTERP_MODES and self.init_mode in INIT_MODES, "bad mode")
         need(self.upsampler in UPSAMPLERS, f"upsampler must be one of {UPSAMPLERS}")
         need(0 < self.fps <= 1000 and 0.0 <= self.blend <= 1.0, "bad fps or blend")
         need(0 < len(self.model.encode()) <= 255, "bad model name")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, n_frames: int, shape: ModelShape,
+                      latent_side: int | None = None) -> StreamHeader:
+        """The header an encode of `n_frames` at `settings` writes (`latent_side`: the two-stage latent)."""
+        side = latent_side or settings.size // shape.latent_factor
+        return cls(
+            model=recorded_name(settings.model), width=settings.size, height=settings.size, fps=settings.fps,
+            n_frames=n_frames, rank=settings.rank, bits=settings.bits, interval=settings.interval,
+            seed=settings.seed, blend=settings.blend, crop=settings.crop, interp=settings.interp,
+            init_mode=settings.init_mode, context_dim=shape.context_dim, latent_channels=shape.latent_channels,
+            latent_h=side, latent_w=side, upsampler=_recordable_upsampler(settings),
+        )
+
+    def settings_fields(self) -> dict[str, Any]:
+        """The Settings fields this header records (the inverse of from_settings)."""
+        fields: dict[str, Any] = {
+            "model": self.model, "size": self.width, "rank": self.rank, "bits": self.bits,
+            "interval": self.interval, "fps": self.fps, "seed": self.seed, "blend": self.blend,
+            "interp": self.interp, "crop": self.crop, "init_mode": self.init_mode, "upsampler": self.upsampler,
+        }
+        generated = self.latent_w * shape_for(self.model).latent_factor
+        if generated and self.width % generated == 0 and self.width // generated in STAGE_SCALES:
+            fields["stage_scale"] = self.width // generated
+        return fields
+
+    def to_settings(self, base: Settings | None = None) -> Settings:
+        """`base` (default Settings()) with what this header records; runtime and inversion fields stay."""
+        if self.width != self.height:
+            raise PromptlabError(f"the stream holds {self.width}x{self.height} frames; settings describe square frames")
+        return (base or Settings()).replace(**self.settings_fields())
 
     @property
     def n_keyframes(self) -> int:
@@ -102,12 +132,12 @@ class StreamHeader:
         return [self.tokens * self.rank, self.rank * self.context_dim]
 
     def to_bytes(self) -> bytes:
-        fps = _fps_fraction(self.fps)
+        fps = fps_fraction(self.fps)
         model = self.model.encode()
         body = _HDR.pack(
             self.width, self.height, fps.numerator, fps.denominator, self.n_frames,
             self.rank, self.bits, self.interval, self.seed, self.blend,
-            CROPS.index(self.crop), INTERPS.index(self.interp), INIT_MODES.index(self.init_mode),
+            CROP_MODES.index(self.crop), INTERP_MODES.index(self.interp), INIT_MODES.index(self.init_mode),
             self.tokens, self.context_dim, self.latent_channels, self.latent_h, self.latent_w,
             UPSAMPLERS.index(self.upsampler), len(model),
         ) + model
@@ -128,7 +158,7 @@ class StreamHeader:
             return cls(
                 model=name.decode(), width=v[0], height=v[1], fps=v[2] / v[3], n_frames=v[4],
                 rank=v[5], bits=v[6], interval=v[7], seed=v[8], blend=float(np.float32(v[9])),
-                crop=CROPS[v[10]], interp=INTERPS[v[11]], init_mode=INIT_MODES[v[12]],
+                crop=CROP_MODES[v[10]], interp=INTERP_MODES[v[11]], init_mode=INIT_MODES[v[12]],
                 tokens=v[13], context_dim=v[14], latent_channels=v[15], latent_h=v[16], latent_w=v[17],
                 upsampler=UPSAMPLERS[v[18]],
             )
@@ -136,9 +166,13 @@ class StreamHeader:
             raise StreamError(f"stream header is invalid ({exc})") from None
 
 
-def _fps_fraction(fps: float) -> Fraction:
-    """fps as a ratio of small integers (29.97 -> 30000/1001)."""
-    return Fraction(fps).limit_denominator(1001)
+def _recordable_upsampler(settings: Settings) -> str:
+    """The stream header names the two-stage upsampler; only built-in ones can be recorded."""
+    if settings.upsampler in UPSAMPLERS:
+        return settings.upsampler
+    if settings.stage_scale == 1:
+        return UPSAMPLERS[0]  # single stage: no upsampler is used
+    raise PromptlabError(f"upsampler {settings.upsampler!r} cannot be recorded in a stream; use one of {UPSAMPLERS}")
 
 
 @dataclass

@@ -15,28 +15,13 @@ from promptlab.codec import entropy
 from promptlab.codec.container import StreamHeader
 from promptlab.codec.prompt import TOKENS
 from promptlab.codec.schedule import keyframes
+from promptlab.codec.shapes import ModelShape, shape_for
 from promptlab.errors import PromptlabError
 from promptlab.settings import MAX_RANK, Settings
 
 CHUNK_OVERHEAD = 9          # tag u8 + length u32 + CRC32
 SCALES_BYTES = 16           # U scale, U zero-point, V scale, V zero-point (float32)
 HEADER_FIXED = 7 + 42 + 4   # magic, version, body length, fixed body, CRC32 (plus the model name)
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the rate depends on besides settings: the model's prompt width and latent shape."""
-
-    context_dim: int = 1024
-    latent_channels: int = 4
-    latent_factor: int = 8
-
-
-MODEL_SHAPES = {"tiny": ModelShape(128, 4, 8), "sd-turbo": ModelShape(), "sd-turbo-arch": ModelShape()}
-
-
-def shape_for(model: str) -> ModelShape:
-    return MODEL_SHAPES.get(model, ModelShape())
 
 
 @dataclass(frozen=True)

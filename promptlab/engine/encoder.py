@@ -34,6 +34,7 @@ from promptlab.codec.container import (
     read_stream,
 )
 from promptlab.codec.schedule import segments
+from promptlab.codec.shapes import ModelShape
 from promptlab.device import set_threads
 from promptlab.engine import records
 from promptlab.engine.generator import (
@@ -65,26 +66,10 @@ def to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 
 
 def header_for(settings: Settings, model: Model, n_frames: int) -> StreamHeader:
-    name = settings.model if settings.model in ("tiny", "sd-turbo", "sd-turbo-arch") else "sd-turbo"
-    side = stage_latent(settings.size, settings.stage_scale, model.latent_factor)  # two-stage: smaller latent
-    return StreamHeader(
-        latent_h=side, latent_w=side, upsampler=_recordable_upsampler(settings),
-        model=name, width=settings.size, height=settings.size, fps=settings.fps, n_frames=n_frames,
-        rank=settings.rank, bits=settings.bits, interval=settings.interval, seed=settings.seed,
-        blend=settings.blend, crop=settings.crop, interp=settings.interp, init_mode=settings.init_mode,
-        context_dim=model.context_dim, latent_channels=model.latent_channels,
-    )
-
-
-def _recordable_upsampler(settings: Settings) -> str:
-    """The stream header names the two-stage upsampler; only built-in ones can be recorded."""
-    from promptlab.codec.container import UPSAMPLERS
-
-    if settings.upsampler in UPSAMPLERS:
-        return settings.upsampler
-    if settings.stage_scale == 1:
-        return UPSAMPLERS[0]  # single stage: no upsampler is used
-    raise PromptlabError(f"upsampler {settings.upsampler!r} cannot be recorded in a stream; use one of {UPSAMPLERS}")
+    """The stream header for `model` (its prompt width and latent shape; two-stage: the smaller latent)."""
+    shape = ModelShape(model.context_dim, model.latent_channels, model.latent_factor)
+    side = stage_latent(settings.size, settings.stage_scale, model.latent_factor)
+    return StreamHeader.from_settings(settings, n_frames, shape, latent_side=side)
 
 
 def _identity(source: str | Path, frames: FrameRange | None, settings: Settings, model: Model) -> dict[str, Any]:

@@ -28,10 +28,7 @@ from promptlab.codec.schedule import Segment, segments
 from promptlab.engine.cache import CacheControl, Factors, UnetCache, factors_for
 from promptlab.engine.upsample import upsample
 from promptlab.errors import Cancelled, PromptlabError
-from promptlab.models.base import Model
-
-SIGMA = 14.614641
-TIMESTEP = 999
+from promptlab.models.base import SIGMA, TIMESTEP, Model
 
 
 def fixed_noise(seed: int, shape: tuple[int, int, int, int]) -> torch.Tensor:

@@ -8,7 +8,7 @@ Frames are encoded as they are composed; a cancel, error or kill leaves nothing 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ from promptlab.export.comparison import (
 )
 from promptlab.export.compose import Composer
 from promptlab.io.atomic import atomic_path, check_target, write_bytes_atomic
-from promptlab.io.video import fps_fraction
+from promptlab.io.writer import encode_video
 
 # extension -> (encoder, pixel format, options)
 CLIP_FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -51,44 +51,30 @@ def write_clip(out: str | Path, frames: Iterable[np.ndarray], fps: float, *, for
                total: int | None = None, progress: Progress | None = None, cancel: CancelFlag | None = None,
                crf: int | None = None) -> int:
     """Encode RGB uint8 frames (one size, even sides) to `out`; return the frame count."""
-    import av
-
     ext = clip_format(out)
     out = check_target(out, force)
     codec, pix_fmt, options = CLIP_FORMATS[ext]
     options = dict(options)
     if crf is not None and "crf" in options:
         options["crf"] = str(int(crf))
-    if codec not in av.codecs_available:
-        raise PromptlabError(f"this PyAV/FFmpeg build has no {codec} encoder; export PNG frames instead")
-    n = 0
+
+    def checked() -> Iterator[np.ndarray]:
+        shape = None
+        for n, rgb in enumerate(frames):
+            check_cancel(cancel)
+            if shape is None:
+                shape = rgb.shape
+                if pix_fmt == "yuv420p" and (shape[0] % 2 or shape[1] % 2):
+                    raise PromptlabError(f"{shape[1]}x{shape[0]} frames cannot be yuv420p (odd size)")
+            elif rgb.shape != shape:
+                raise PromptlabError(f"frame {n} is {rgb.shape[1]}x{rgb.shape[0]}, frame 0 {shape[1]}x{shape[0]}")
+            yield rgb
+            if progress:
+                progress("clip", n + 1, total or n + 1)
+
     with atomic_path(out) as tmp:
-        with av.open(str(tmp), mode="w") as container:
-            stream = None
-            shape = None
-            for rgb in frames:
-                check_cancel(cancel)
-                if shape is None:
-                    shape = rgb.shape
-                    if pix_fmt == "yuv420p" and (shape[0] % 2 or shape[1] % 2):
-                        raise PromptlabError(f"{shape[1]}x{shape[0]} frames cannot be yuv420p (odd size)")
-                    stream = container.add_stream(codec, rate=fps_fraction(fps), options=options)
-                    stream.width, stream.height = shape[1], shape[0]
-                    stream.pix_fmt = pix_fmt
-                elif rgb.shape != shape:
-                    raise PromptlabError(f"frame {n} is {rgb.shape[1]}x{rgb.shape[0]}, frame 0 {shape[1]}x{shape[0]}")
-                frame = _gif_frame(rgb) if pix_fmt == "pal8" else av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = n
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                n += 1
-                if progress:
-                    progress("clip", n, total or n)
-            if stream is None:
-                raise PromptlabError("no frames to write")
-            for packet in stream.encode(None):
-                container.mux(packet)
-    return n
+        return encode_video(tmp, checked(), fps, codec, pix_fmt, options,
+                            to_frame=_gif_frame if pix_fmt == "pal8" else None)
 
 
 def _gif_frame(rgb: np.ndarray):

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from promptlab.errors import PromptlabError
+from promptlab.io.writer import pad_even
 
 LAYOUTS = ("side-by-side", "split", "grid")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -167,7 +168,7 @@ class Composer:
                 out = np.concatenate(blocks, axis=1)
             else:
                 out = np.concatenate([np.concatenate(blocks[:2], axis=1), np.concatenate(blocks[2:], axis=1)], axis=0)
-        out = _even(out)
+        out = pad_even(out, STRIP_BG)  # the edge is strip colour
         if self._shape is None:
             self._shape = out.shape
         elif out.shape != self._shape:
@@ -215,14 +216,3 @@ class Composer:
                 x = x0 - text_size(text, s)[0] if right else x0
                 put_text(img, text, x, y, s, color)
             y += line_h
-
-
-def _even(img: np.ndarray) -> np.ndarray:
-    """yuv420p needs even sizes: pad the bottom/right edge with the strip colour."""
-    h, w = img.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return img
-    out = np.empty((h + h % 2, w + w % 2, 3), np.uint8)
-    out[:] = STRIP_BG
-    out[:h, :w] = img
-    return out

@@ -31,18 +31,14 @@ def _stop(frames: FrameRange | None, n: int) -> tuple[int, int]:
 def _decode_stream(stream: str | Path, frames: FrameRange | None, device: str,
                    progress: Progress | None, cancel: CancelFlag | None) -> tuple[Rendition, dict, int, float]:
     from promptlab.codec.container import read_stream
-    from promptlab.codec.rate import kbps as kbps_of
+    from promptlab.codec.rate import kbps
+    from promptlab.engine import records
+    from promptlab.engine.decoder import decode
 
     s = read_stream(stream)
     h = s.header
     if h.width != h.height:
         raise PromptlabError(f"{stream} holds {h.width}x{h.height} frames; export expects square frames")
-    try:
-        from promptlab.engine import records
-        from promptlab.engine.decoder import decode
-    except ImportError as exc:
-        raise PromptlabError(f"decoding .plab streams is not available in this build ({exc}); "
-                             "decode to a frames folder first and export from that") from None
     start, n = _stop(frames, h.n_frames)
     images, nbytes, gen_ms = [], [], []
     model_name = h.model
@@ -60,11 +56,9 @@ def _decode_stream(stream: str | Path, frames: FrameRange | None, device: str,
                 break
     if len(images) < n:
         raise PromptlabError(f"{stream} decoded to {len(images)} frames, expected {n}")
-    rate = kbps_of(s.total_bytes, h.n_frames, h.fps)
+    rate = kbps(s.total_bytes, h.n_frames, h.fps)
     info = {"stream": str(stream), "model": model_name, "stream_bytes": s.total_bytes,
-            "settings": {"model": h.model, "size": h.width, "rank": h.rank, "bits": h.bits, "interval": h.interval,
-                         "fps": h.fps, "seed": h.seed, "blend": h.blend, "interp": h.interp, "crop": h.crop,
-                         "init_mode": h.init_mode, "frames in stream": h.n_frames}}
+            "settings": {**h.settings_fields(), "frames in stream": h.n_frames}}
     r = Rendition("promptlab", f"promptlab {h.model} r{h.rank} · {rate:.0f} kbps", images, rate,
                   frame_bytes=nbytes, gen_ms=gen_ms, info={"model": model_name, "total_bytes": s.total_bytes})
     return r, info, h.width, h.fps

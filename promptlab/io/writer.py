@@ -6,8 +6,9 @@ back exactly; a video is for watching (.mp4/.mkv/.mov: H.264 yuv420p, .webm: VP9
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,37 +81,57 @@ def _write_pngs(folder: Path, frames: Iterator[np.ndarray]) -> int:
     return n
 
 
-def _even(rgb: np.ndarray) -> np.ndarray:
-    """yuv420p needs even sizes: repeat the last row/column rather than dropping content."""
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The frame size yuv420p takes: odd sides grow by one (see pad_even)."""
+    return width + width % 2, height + height % 2
+
+
+def pad_even(rgb: np.ndarray, fill: tuple[int, int, int] | None = None) -> np.ndarray:
+    """yuv420p needs even sizes: pad the bottom/right edge by repeating the last row/column (rather than
+    dropping content), or with `fill` where the edge is a flat colour anyway."""
     h, w = rgb.shape[:2]
-    ph, pw = h % 2, w % 2
-    if ph or pw:
-        rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
-    return rgb
+    ew, eh = even_size(w, h)
+    if (ew, eh) == (w, h):
+        return rgb
+    if fill is None:
+        return np.pad(rgb, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+    out = np.empty((eh, ew, rgb.shape[2]), rgb.dtype)
+    out[:] = fill
+    out[:h, :w] = rgb
+    return out
 
 
 def _write_video(path: Path, frames: Iterator[np.ndarray], fps: float, codec: str, pix_fmt: str,
                  options: dict[str, str]) -> int:
+    evened = (pad_even(rgb) if pix_fmt == "yuv420p" else rgb for rgb in _checked(frames))
+    return encode_video(path, evened, fps, codec, pix_fmt, options)
+
+
+def encode_video(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str, pix_fmt: str,
+                 options: dict[str, str], to_frame: Callable[[np.ndarray], Any] | None = None) -> int:
+    """The one PyAV writer loop: RGB uint8 frames of one size -> `path`; returns the frame count.
+
+    `to_frame` turns a frame into an av.VideoFrame where rgb24 is not what the encoder takes (GIF palettes).
+    """
     import av
 
     if codec not in av.codecs_available:
-        raise PromptlabError(f"this PyAV/FFmpeg build has no {codec} encoder; write a PNG folder instead")
+        raise PromptlabError(f"this PyAV/FFmpeg build has no {codec} encoder; write PNG frames instead")
     n = 0
     with av.open(str(path), mode="w") as container:
         stream = None
-        for rgb in _checked(frames):
-            if pix_fmt == "yuv420p":
-                rgb = _even(rgb)
+        for rgb in frames:
             if stream is None:
                 stream = container.add_stream(codec, rate=fps_fraction(fps), options=dict(options))
                 stream.width, stream.height = rgb.shape[1], rgb.shape[0]
                 stream.pix_fmt = pix_fmt
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = to_frame(rgb) if to_frame else av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = n
             for packet in stream.encode(frame):
                 container.mux(packet)
             n += 1
-        if stream is not None:
-            for packet in stream.encode(None):
-                container.mux(packet)
+        if stream is None:
+            raise PromptlabError("no frames to write")
+        for packet in stream.encode(None):
+            container.mux(packet)
     return n

@@ -20,6 +20,11 @@ from torch import nn
 
 from promptlab.codec.prompt import TOKENS
 
+# The one denoising step every backend takes: SD-Turbo's scheduler at its last timestep and the
+# noise level sigma it gives there (EulerDiscrete, scaled-linear betas).
+TIMESTEP = 999
+SIGMA = 14.614641
+
 UnetCall = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from promptlab.codec.shapes import NAMES
 from promptlab.device import resolve_device, resolve_dtype
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.models.base import Model
-
-NAMES = ("tiny", "sd-turbo", "sd-turbo-arch")
 
 
 def is_source(name: str) -> bool:
@@ -21,7 +20,7 @@ def is_source(name: str) -> bool:
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "fp32") -> Model:
-    """Load a model by name (tiny | sd-turbo | sd-turbo-arch), path or hub id (SD-Turbo from there)."""
+    """Load a model by built-in name (codec.shapes.NAMES), path or hub id (SD-Turbo from there)."""
     check_name(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -41,7 +40,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "fp32") -> Model:
 def check_name(name: str) -> None:
     """Refuse, in one line, what is neither a built-in name nor a path or hub id."""
     if name not in NAMES and not is_source(name):
-        raise PromptlabError(f"unknown model {name!r} (tiny, sd-turbo, sd-turbo-arch, a path or a hub id ORG/NAME)")
+        raise PromptlabError(f"unknown model {name!r} ({', '.join(NAMES)}, a path or a hub id ORG/NAME)")
 
 
 def check_model(name: str) -> None:

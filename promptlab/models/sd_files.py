@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promptlab.codec.rate import shape_for
+from promptlab.codec.shapes import SD_TURBO
 from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.models.files import safetensors_header, tensor_shape
 
@@ -35,8 +35,8 @@ SD_TURBO_HUB = "stabilityai/sd-turbo"
 TAESD_HUB = "madebyollin/taesd"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 WEIGHTS_FP16 = "diffusion_pytorch_model.fp16.safetensors"
-CONTEXT_DIM = shape_for("sd-turbo").context_dim        # the prompt width the codec writes (77 x 1024)
-LATENT_CHANNELS = shape_for("sd-turbo").latent_channels
+CONTEXT_DIM = SD_TURBO.context_dim        # the prompt width the codec writes (77 x 1024)
+LATENT_CHANNELS = SD_TURBO.latent_channels
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # original-layout (single file) tensors that say which UNet and VAE a checkpoint holds
 LDM_UNET, LDM_VAE = "model.diffusion_model.", "first_stage_model."

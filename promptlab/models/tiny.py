@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from promptlab.errors import MissingWeightsError, PromptlabError
-from promptlab.models.base import Model, freeze, tiny_encoder
+from promptlab.models.base import SIGMA, Model, freeze, tiny_encoder
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "tiny.safetensors"
 SEED = 20240531
@@ -51,8 +51,7 @@ AE_CONFIG: dict[str, Any] = {
 # SKIP = sqrt(1+sigma²)/sigma, so the one-step x0 = x − sigma·eps = −sigma·GAIN·UNet(...): a
 # bounded, prompt-driven latent even with untrained weights (the plain form would give
 # x0 ≈ 15.6·z, saturating the decoder). Trained weights keep this parameterisation.
-_SIGMA = 14.614641
-EPS_SKIP = float((1 + _SIGMA**2) ** 0.5 / _SIGMA)
+EPS_SKIP = float((1 + SIGMA**2) ** 0.5 / SIGMA)
 EPS_GAIN = 0.08
 
 
@@ -77,7 +76,7 @@ TRAINED_PARTS_CONFIG: dict[str, Any] = {
 
 # Trained form: eps = SKIP·x_in + UNet/σ, so the one-step x0 = −UNet(x_in, t, c) exactly as the
 # generator computes it (x − σ·SKIP·x_in cancels); the UNet's output is the latent itself.
-TRAINED_EPS_GAIN = float(1 / _SIGMA)
+TRAINED_EPS_GAIN = float(1 / SIGMA)
 
 
 def weights_path() -> Path | None:

@@ -19,6 +19,7 @@ from promptlab.engine.encoder import encode
 from promptlab.errors import Cancelled
 from promptlab.io.video import read_frames
 from promptlab.metrics.bdrate import bd_rate
+from promptlab.metrics.frame import SEVERE_LPIPS
 from promptlab.settings import Settings
 
 FrameRange = tuple[int, int | None] | None
@@ -60,7 +61,7 @@ def _score(metrics: Any, originals: list[np.ndarray], recon: list[np.ndarray], s
 
 def run_sweep(source: str | Path, base: Settings, ranks: list[int], intervals: list[int], out_dir: Path, *,
               frames: FrameRange = None, baseline: str | None = "h265", metrics: Any = None,
-              severe: float = 0.32, cancel: Any = None, force: bool = False) -> Iterator[Any]:
+              severe: float = SEVERE_LPIPS, cancel: Any = None, force: bool = False) -> Iterator[Any]:
     """Yield engine records of each encode, a SweepPoint per point, then SweepDone."""
     from promptlab.baselines import encode_baseline
     from promptlab.metrics.frame import FrameMetrics

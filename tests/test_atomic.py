@@ -62,3 +62,21 @@ def test_kill_9_leaves_nothing_and_stale_temporaries_are_cleaned(tmp_path):
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".big.")
     write_bytes_atomic(target, b"ok")  # the next writer sweeps the dead writer's temporary
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]
+
+
+def test_permissions_follow_the_umask_without_setting_it(tmp_path, monkeypatch):
+    """Setting the umask to read it races other threads' file creation (the GUI exports in a thread)."""
+    mask = os.umask(0o027)
+    try:
+        def no_umask(_mask):
+            raise AssertionError("os.umask called while writing")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        write_bytes_atomic(tmp_path / "f.bin", b"x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "a").write_bytes(b"a")
+        monkeypatch.undo()
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750

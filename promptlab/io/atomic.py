@@ -101,9 +101,32 @@ def clean_stale(target: Path) -> list[Path]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process umask, read without setting it: os.umask sets it process-wide, racing other threads'
+    file creation while the GUI exports. Linux reports it in /proc; elsewhere the value read at import."""
+    mask = _proc_umask()
+    return _UMASK_AT_IMPORT if mask is None else mask
+
+
+def _proc_umask() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    mask = _proc_umask()
+    if mask is None:  # no /proc: read it once, at import, before any thread of ours writes files
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -195,7 +195,10 @@ def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
     stages: list[str] = []
     win.runner.message.connect(lambda kind, p: stages.append(p["stage"]) if kind == "stage" else None)
     win.controls.cache.setCurrentText("lossless")
-    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    with qtbot.waitSignal(win.jobDone, timeout=300_000) as sig:
+        win.run()
+        assert "timed with cache none: decoding its stream again with cache lossless" in win.controls.status.text()
+    assert sig.args == ["finished"], win.last_error
     assert win.runner.jobs_started == 2 and "decode" in stages and "encode" not in stages
     assert "with cache lossless" in win.plots.t.titleLabel.text
     assert run_and_wait(qtbot, win) == "cached" and win.runner.jobs_started == 2

@@ -180,6 +180,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         s = self.controls.settings()
         want_base = self.controls.baseline.isChecked()
         key = self.current_key()
+        note = ""
         if key and self.cache.has(key, baseline=want_base):
             res = self.cache.load(key)
             if res is not None and _metrics_current(res) and _timed_with(res, s):
@@ -187,6 +188,9 @@ class MainWindow(OpeningMixin, QMainWindow):
                 self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
                 self.jobDone.emit("cached")
                 return
+            if res is not None and not _timed_with(res, s):
+                note = (f"the stored result was timed with cache {res.summary.get('cache') or 'unknown'}: "
+                        f"decoding its stream again with cache {cache_label(s.cache, s.cache_threshold)}")
         spec = JobSpec(kind="decode" if self.stream else "run", key=key or "stream", settings=s.to_dict(),
                        source=self.source, frames=self._frames_tuple(), stream=self.stream,
                        baseline=want_base, cache_root=str(self.cache.root), pipeline=self.pipeline,
@@ -198,6 +202,8 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
         self.controls.set_running(True)
         self.runner.start(spec)
+        if note:
+            self.controls.status.setText(note)
 
     def cancel(self) -> None:
         if self.runner.busy():

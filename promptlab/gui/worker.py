@@ -60,6 +60,7 @@ class JobRunner(QObject):
         self._proc: Any = None
         self._queue: Any = None
         self._cancel: Any = None
+        self._live: Any = None
         self._t0 = 0.0
         self._outcome: str | None = None
         self.jobs_started = 0            # tests use this to prove a cached result ran no job
@@ -91,7 +92,7 @@ class JobRunner(QObject):
 
     def set_cache(self, policy: str, threshold: float) -> None:
         """Switch the running job's cache policy; the decoder applies it from its next segment."""
-        live = getattr(self, "_live", None)
+        live = self._live
         if live is not None and policy in CACHE_POLICIES:
             live[0].value = CACHE_POLICIES.index(policy)
             live[1].value = float(threshold)
@@ -158,5 +159,5 @@ class JobRunner(QObject):
         self._timer.stop()
         if self._proc is not None:
             self._proc.join(1.0)
-        self._proc = self._queue = self._cancel = None
+        self._proc = self._queue = self._cancel = self._live = None
         self.finished.emit(outcome)

@@ -137,15 +137,15 @@ def run_job(spec: JobSpec, queue: Any, cancel: Any, live_cache: tuple[Any, Any] 
 
 
 def _threads(threads: int) -> int:
-    """The CLI's rule (runtime.default_threads): a stream's bytes depend on the thread count, so the
+    """The CLI's rule (device.default_threads): a stream's bytes depend on the thread count, so the
     lab and the CLI must agree; the job runs at a lower priority (nice) to keep the window responsive."""
-    from promptlab.engine.runtime import default_threads
+    from promptlab.device import default_threads
 
     return threads or default_threads()
 
 
 def _limit_threads(threads: int) -> None:
-    from promptlab.engine.runtime import set_threads
+    from promptlab.device import set_threads
 
     set_threads(_threads(threads))
 

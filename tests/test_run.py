@@ -86,3 +86,25 @@ def test_run_refuses_bad_input_in_one_line(clip: Path, tmp_path: Path, capsys) -
     assert main(["run", str(clip), *FLAGS, "--frames", "50:60"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("promptlab run: error") == 2
+
+
+def test_a_stored_result_is_reused_only_when_it_would_not_differ(clip: Path, tmp_path: Path) -> None:
+    import json as json_
+
+    from promptlab.runs.records import Reused
+
+    s = Settings(size=64, rank=2, interval=5, iters=2, first_iters=3, perceptual="none", fps=30.0)
+    first = list(run_lab(RunSpec(settings=s, source=str(clip))))
+    saved = next(r for r in first if isinstance(r, Saved))
+    assert isinstance(list(run_lab(RunSpec(settings=s, source=str(clip))))[0], Reused)
+    # another cache policy: the timings would differ, so the stored stream is decoded again (no encode)
+    other = list(run_lab(RunSpec(settings=s.replace(cache="lossless"), source=str(clip))))
+    assert not any(isinstance(r, Reused) for r in other)
+    assert not any(isinstance(r, FrameResult) and r.stage == "encode" for r in other)
+    # a result stored in another layout (the window's, an older version) is redone, never misread
+    meta = Path(saved.path) / "metrics.json"
+    doc = json_.loads(meta.read_text())
+    doc["summary"] = {"mean_lpips": 0.5, "cache": "none"}
+    meta.write_text(json_.dumps(doc))
+    again = list(run_lab(RunSpec(settings=s, source=str(clip))))
+    assert not any(isinstance(r, Reused) for r in again) and any(isinstance(r, Summary) for r in again)

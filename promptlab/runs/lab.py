@@ -109,7 +109,7 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
     """
     cache = ResultsCache(spec.cache_root)
     stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
-    if stored is not None:
+    if stored is not None and reusable(stored, spec.settings):
         yield from replay(stored)
         return
     originals = _originals(spec)
@@ -130,6 +130,23 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
         yield Saved(key=spec.key, path=str(cache.path(spec.key)))
     if spec.baseline and originals is not None and summary.kbps:
         yield from _baseline(spec, cache, scorer, summary.kbps, cancel)
+
+
+def reusable(res: Result, settings: Settings) -> bool:
+    """A stored result stands for a new run only if nothing it reports would differ.
+
+    Its generation times hold for the cache policy they were measured with; a result measured
+    without LPIPS is redone once LPIPS weights exist; a result stored by an older layout is
+    redone (its stream is reused, so that costs a decode, not an encode).
+    """
+    from promptlab.metrics import lpips_status
+
+    extra = res.summary.get("extra")
+    if "method" not in res.summary or not isinstance(extra, dict):
+        return False
+    if extra.get("cache") != cache_label(settings.cache, settings.cache_threshold):
+        return False
+    return bool(extra.get("lpips_available")) or not extra.get("measured", True) or not lpips_status("alex")[0]
 
 
 def replay(res: Result) -> Iterator[Record]:

@@ -80,8 +80,7 @@ def test_compiled_copy_gives_the_same_frames_and_leaves_the_original_eager() -> 
     _, _, ctx, f, z = segment_inputs(m, 32, 3)
     with torch.no_grad():
         ref = forward(m, z, ctx)[1]
-        with UnetCache(cm, CacheControl("lossless")):
-            out = forward(cm, z, ctx, factors=f)[1]
+        out = forward(cm, z, ctx, factors=f, cache=UnetCache(cm, CacheControl("lossless")))[1]
     assert (out - ref).abs().max() <= 1e-4
 
 

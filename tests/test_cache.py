@@ -35,8 +35,9 @@ def run(model, policy: str, interp: str = "factors", move: float = 1.0, threshol
     ctx = segment_contexts(seg, cur, prev, interp)
     f = factors_for(seg.index, cur, prev, seg.alphas(), interp)
     z = fixed_noise(88, (1, 4, size // 8, size // 8))
-    with torch.no_grad(), UnetCache(model, CacheControl(policy, threshold)) as cache:
-        x0, images = forward(model, z, ctx, factors=f)
+    cache = UnetCache(model, CacheControl(policy, threshold))
+    with torch.no_grad():
+        x0, images = forward(model, z, ctx, factors=f, cache=cache)
         return x0, images, cache.reused(), list(cache.anchors)
 
 
@@ -92,11 +93,38 @@ def test_cache_control_validates() -> None:
         CacheControl("lossy", -1)
 
 
-def test_cache_is_removed_after_use(tiny) -> None:
-    call, procs = tiny.unet_call, dict(tiny.unet_module.attn_processors)
-    run(tiny, "lossless")
-    assert tiny.unet_call == call
-    assert {k: type(v) for k, v in tiny.unet_module.attn_processors.items()} == {k: type(v) for k, v in procs.items()}
+def test_a_cache_leaves_other_users_of_the_model_alone(tiny) -> None:
+    """The model is shared (the GUI decodes while a test or another job runs): a cache is owned by its
+    caller, and while one runs in another thread the plain UNet call gives exactly the uncached result."""
+    import threading
+
+    seg = segments(11, 10)[1]
+    prev, cur = factors(tiny.context_dim, move=1.0)
+    ctx = segment_contexts(seg, cur, prev, "factors")
+    f = factors_for(seg.index, cur, prev, seg.alphas(), "factors")
+    z = fixed_noise(88, (1, 4, 8, 8))
+    fields = dict(vars(tiny))
+    with torch.no_grad():
+        ref = forward(tiny, z, ctx)[1]
+        cache = UnetCache(tiny, CacheControl("lossless"))
+        assert dict(vars(tiny)) == fields  # nothing on the model object was replaced
+        inside, started, done = [], threading.Event(), threading.Event()
+        original_walk = cache._walk
+
+        def walk(*args):  # hold the cached call open while another thread uses the model
+            started.set()
+            done.wait(60)
+            return original_walk(*args)
+
+        cache._walk = walk
+        worker = threading.Thread(target=lambda: inside.append(forward(tiny, z, ctx, factors=f, cache=cache)[1]))
+        worker.start()
+        assert started.wait(60)
+        during = forward(tiny, z, ctx)[1]
+        done.set()
+        worker.join(60)
+    assert torch.equal(during, ref)
+    assert (inside[0] - ref).abs().max() <= 1e-4
 
 
 def make_stream(path: Path, model, n_frames: int = 21, size: int = 64) -> None:
@@ -141,6 +169,22 @@ def test_sd_turbo_architecture_lossless_equals_none() -> None:
     z = fixed_noise(88, (1, 4, 8, 8))
     out = {}
     for policy in ("none", "lossless"):
-        with torch.no_grad(), UnetCache(m, CacheControl(policy)):
-            out[policy] = forward(m, z, ctx, factors=f)[1]
+        with torch.no_grad():
+            out[policy] = forward(m, z, ctx, factors=f, cache=UnetCache(m, CacheControl(policy)))[1]
     assert (out["none"] - out["lossless"]).abs().max() <= 1e-4
+
+
+def test_the_private_diffusers_methods_the_cache_walks_exist() -> None:
+    """diffusers is capped to tested versions; this names what a new version must still have."""
+    import inspect
+
+    from diffusers.models.transformers.transformer_2d import Transformer2DModel
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
+    from promptlab.engine.cache import TRANSFORMER_PRIVATE
+
+    params = {m: list(inspect.signature(getattr(Transformer2DModel, m)).parameters) for m in TRANSFORMER_PRIVATE}
+    assert params["_operate_on_continuous_inputs"] == ["self", "hidden_states"]
+    assert params["_get_output_for_continuous_inputs"] == [
+        "self", "hidden_states", "residual", "batch_size", "height", "width", "inner_dim"]
+    assert list(inspect.signature(UNet2DConditionModel.get_time_embed).parameters) == ["self", "sample", "timestep"]

@@ -19,7 +19,6 @@ Load on a shared machine affects both sides equally because repetitions are inte
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
@@ -97,21 +96,20 @@ def bench_generation(model: Model, size: int, frames: int, reps: int, threshold:
     control = CacheControl("none", threshold)
     sides: dict[str, tuple[Model, str]] = {p: (model, p) for p in POLICIES}
     compile_seconds = None
-    with contextlib.ExitStack() as stack:
-        cache = stack.enter_context(UnetCache(model, control))
-        stack.enter_context(torch.no_grad())
+    with torch.no_grad():
+        cache = UnetCache(model, control)
         ccontrol, ccache = control, cache
         if compile_:
             cm = compiled(model, copy=True)
             ccontrol = CacheControl("none", threshold)
-            ccache = stack.enter_context(UnetCache(cm, ccontrol))
+            ccache = UnetCache(cm, ccontrol)
             for p in ("none", "lossless"):
                 sides[f"{p}+compile"] = (cm, p)
 
         def ours(name: str) -> torch.Tensor:
             m, policy = sides[name]
             (ccontrol if m is not model else control).set(policy)
-            return forward(m, z, ctx, factors=f)[1]
+            return forward(m, z, ctx, factors=f, cache=ccache if m is not model else cache)[1]
 
         def theirs() -> torch.Tensor:
             with eps_parameterisation(model):

@@ -1,8 +1,9 @@
 """Generation cache policies (issue 8): `none`, `lossless`, `lossy`, switchable between segments.
 
 All frames of a segment share the input latent z, and their prompts differ only through the
-interpolation fraction a. `UnetCache` replaces `model.unet_call` (the hook in models/base.py)
-with its own walk over the diffusers UNet2DConditionModel's blocks:
+interpolation fraction a. A `UnetCache` is handed to the generator, which calls it in place of
+the plain UNet (`model.unet(..., call=cache)`); it walks the diffusers UNet2DConditionModel's
+blocks itself:
 
 * lossless: everything before the first cross-attention (time embedding, conv_in, the first
   ResNet, the first transformer's projection and self-attention) runs ONCE at batch 1 and is
@@ -17,6 +18,10 @@ with its own walk over the diffusers UNet2DConditionModel's blocks:
   up-block. The segment's last frame (the keyframe, whose latent seeds the next segment) is
   always computed fully, so lossy errors never propagate across segments.
 
+The model object is never changed: the rank-r cross-attention is a processor installed once per
+UNet that hands over to the original processor except inside a cached call of the thread running
+it, so other users of the same model (another thread, a compiled copy) get diffusers' code.
+
 The policy is read from a `CacheControl` at every UNet call (i.e. per segment), so a GUI can
 switch it live. Per-frame reuse is reported as the fraction of the plain UNet's FLOPs (matmul,
 conv and attention FLOPs as torch.utils.flop_counter counts them, on fake tensors: no compute)
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -87,16 +93,39 @@ class Factors:
 
 
 class _State:
+    """One UNet's cross-attention state: which thread runs a cached call (0: none) and its factors."""
+
     def __init__(self) -> None:
-        self.active = False
+        self.owner = 0
         self.factors: Factors | None = None
+        self.lock = threading.Lock()  # one cached call at a time per UNet
+
+    def __deepcopy__(self, memo: dict) -> _State:
+        return _State()  # a copied UNet (module_copy) starts idle, with its own lock
+
+
+_INSTALL = threading.Lock()
+
+
+def _state_of(unet: Any) -> _State:
+    """The UNet's cross-attention state; our processors are installed on first use and stay (they
+    change no result outside a cached call)."""
+    with _INSTALL:
+        procs = dict(unet.attn_processors)
+        for p in procs.values():
+            if isinstance(p, _CrossAttention):
+                return p.state
+        state = _State()
+        unet.set_attn_processor({k: (_CrossAttention(state, p) if k.endswith("attn2.processor") else p)
+                                 for k, p in procs.items()})
+        return state
 
 
 class _CrossAttention:
     """Cross-attention processor: rank-r K/V from factors, and a batch-1 query broadcast to N frames.
 
-    Inactive (no cached call running) it hands over to the layer's original processor, so the
-    `none` policy runs exactly diffusers' code.
+    Outside a cached call of the calling thread it hands over to the layer's original processor,
+    so the `none` policy and every other user of the model run exactly diffusers' code.
     """
 
     def __init__(self, state: _State, original: Any) -> None:
@@ -106,7 +135,7 @@ class _CrossAttention:
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
         st = self.state
-        if not st.active or encoder_hidden_states is None:
+        if not st.owner or encoder_hidden_states is None or st.owner != threading.get_ident():
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         q = attn.to_q(hidden_states)
         if st.factors is not None:
@@ -133,10 +162,15 @@ def _plain_attention(attn: Any) -> bool:
             and getattr(attn, "norm_k", None) is None)
 
 
+# private diffusers methods the batch-1 walk relies on (pyproject caps diffusers to tested versions)
+TRANSFORMER_PRIVATE = ("_operate_on_continuous_inputs", "_get_output_for_continuous_inputs")
+
+
 def supported(unet: Any) -> str:
     """'' if the walk below reproduces this UNet's forward, else why not (the cache then stays off)."""
     cfg = unet.config
     checks = [
+        (callable(getattr(unet, "get_time_embed", None)), "diffusers without UNet2DConditionModel.get_time_embed"),
         (getattr(unet, "class_embedding", None) is None, "class embedding"),
         (cfg.get("addition_embed_type") is None, "addition embedding"),
         (getattr(unet, "encoder_hid_proj", None) is None, "encoder_hid_proj"),
@@ -152,6 +186,8 @@ def supported(unet: Any) -> str:
         for t in getattr(blk, "attentions", None) or []:
             if not getattr(t, "is_input_continuous", False):
                 return f"unsupported transformer {type(t).__name__}"
+            if not all(callable(getattr(t, m, None)) for m in TRANSFORMER_PRIVATE):
+                return f"diffusers' {type(t).__name__} lacks {' or '.join(TRANSFORMER_PRIVATE)}"
     for name, mod in unet.named_modules():
         if name.endswith("attn2") and not _plain_attention(mod):
             return f"unsupported cross-attention at {name}"
@@ -198,40 +234,19 @@ def _transformer(t2d: Any, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
 
 
 class UnetCache:
-    """Installed as `model.unet_call` for the duration of a `with` block (see module doc)."""
+    """A UNet call with a cache policy, owned by its caller (the generator calls it; see module doc)."""
 
     def __init__(self, model: Model, control: CacheControl | None = None) -> None:
         self.model = model
         self.unet = model.unet_module
         self.control = control or CacheControl()
         self.why_off = supported(self.unet)
-        self.state = _State()
+        self.state = _state_of(self.unet) if not self.why_off else _State()
         self.factors: Factors | None = None
         self.anchors: list[int] = []
         self.policy_used = "none"
         self._last: tuple | None = None
         self._flops: dict[tuple, tuple[float, float, float]] = {}
-        self._saved: tuple | None = None
-
-    # installation -----------------------------------------------------------------------------
-    def __enter__(self) -> UnetCache:
-        procs = dict(self.unet.attn_processors)
-        mine = {k: (_CrossAttention(self.state, p) if k.endswith("attn2.processor") else p) for k, p in procs.items()}
-        self._saved = (self.model.unet_call, procs)
-        self.unet.set_attn_processor(mine)
-        self.model.unet_call = self
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._saved is not None:
-            self.model.unet_call, procs = self._saved
-            self.unet.set_attn_processor(procs)
-            self._saved = None
-
-    @property
-    def original(self) -> Any:
-        assert self._saved is not None, "use UnetCache in a with-block"
-        return self._saved[0]
 
     def wants_shared_input(self) -> bool:
         """Whether the next call will take the segment's input at batch 1 (then broadcast)."""
@@ -253,7 +268,7 @@ class UnetCache:
         factors = self.factors if self.factors is not None and self.factors.alphas.shape[0] == n else None
         if policy == "none" or (x.shape[0] != 1 and n > 1):
             self.policy_used, self.anchors, self._last = "none", list(range(n)), None
-            return self.original(_batch(x, n), t, context)
+            return self.model.default_unet_call(_batch(x, n), t, context)
         anchors = plan_anchors(context, self.control.threshold) if policy == "lossy" else list(range(n))
         self.policy_used, self.anchors = policy, anchors
         self._last = (x, t, context, factors, anchors)
@@ -261,64 +276,70 @@ class UnetCache:
 
     def _run(self, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, factors: Factors | None,
              anchors: list[int]) -> torch.Tensor:
+        with self.state.lock:
+            self.state.owner = threading.get_ident()
+            try:
+                return self._walk(x, t, ctx, factors, anchors)
+            finally:
+                self.state.owner, self.state.factors = 0, None
+
+    def _walk(self, x: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor, factors: Factors | None,
+              anchors: list[int]) -> torch.Tensor:
         u, st = self.unet, self.state
         n = ctx.shape[0]
         full = sorted(set(anchors))
         sel = None if len(full) == n else full
-        st.active, st.factors = True, factors
-        try:
-            emb = u.time_embedding(u.get_time_embed(sample=x, timestep=t), None)
-            if u.time_embed_act is not None:
-                emb = u.time_embed_act(emb)
-            h = u.conv_in(x)
-            skips = [h]
-            k_last = len(u.up_blocks[-1].resnets)
-            shallow: list[torch.Tensor] | None = None
-            c = ctx
+        st.factors = factors
+        emb = u.time_embedding(u.get_time_embed(sample=x, timestep=t), None)
+        if u.time_embed_act is not None:
+            emb = u.time_embed_act(emb)
+        h = u.conv_in(x)
+        skips = [h]
+        k_last = len(u.up_blocks[-1].resnets)
+        shallow: list[torch.Tensor] | None = None
+        c = ctx
 
-            def narrow(h: torch.Tensor) -> torch.Tensor:
-                nonlocal shallow, c
-                if shallow is None and len(skips) >= k_last:
-                    shallow = list(skips[:k_last])
-                    if sel is not None:
-                        c = ctx[sel]
-                        st.factors = factors.select(sel) if factors is not None else None
-                        return _rows(h, sel)
-                return h
+        def narrow(h: torch.Tensor) -> torch.Tensor:
+            nonlocal shallow, c
+            if shallow is None and len(skips) >= k_last:
+                shallow = list(skips[:k_last])
+                if sel is not None:
+                    c = ctx[sel]
+                    st.factors = factors.select(sel) if factors is not None else None
+                    return _rows(h, sel)
+            return h
 
-            for blk in u.down_blocks:
-                attns = getattr(blk, "attentions", None)
-                for i, resnet in enumerate(blk.resnets):
-                    h = resnet(narrow(h), emb)
-                    if attns is not None:
-                        h = _transformer(attns[i], h, c)
-                    skips.append(h)
-                for down in blk.downsamplers or []:
-                    h = down(narrow(h))
-                    skips.append(h)
-            h = narrow(h)
-            if getattr(u.mid_block, "has_cross_attention", False):
-                h = u.mid_block(_batch(h, c.shape[0]), emb, encoder_hidden_states=c)
-            else:
-                h = u.mid_block(h, emb)
-            odd = any(s % 2 ** u.num_upsamplers for s in x.shape[-2:])
-            for blk in u.up_blocks[:-1]:
-                res = skips[-len(blk.resnets):]
-                skips = skips[:-len(blk.resnets)]
-                size = skips[-1].shape[2:] if odd else None
-                m = max(h.shape[0], c.shape[0])
-                h = self._up(blk, _batch(h, m), tuple(_batch(r, m) for r in res), emb, c, size)
-            # the last up-block: every frame, deep features from its anchor
-            st.factors = factors
-            if sel is not None:
-                h = h[[full.index(a) for a in anchors]]
-            res = tuple(_batch(r, n) for r in (shallow or skips))
-            h = self._up(u.up_blocks[-1], _batch(h, n), res, emb, ctx, None)
-            if u.conv_norm_out is not None:
-                h = u.conv_act(u.conv_norm_out(h))
-            return u.conv_out(h)
-        finally:
-            st.active, st.factors = False, None
+        for blk in u.down_blocks:
+            attns = getattr(blk, "attentions", None)
+            for i, resnet in enumerate(blk.resnets):
+                h = resnet(narrow(h), emb)
+                if attns is not None:
+                    h = _transformer(attns[i], h, c)
+                skips.append(h)
+            for down in blk.downsamplers or []:
+                h = down(narrow(h))
+                skips.append(h)
+        h = narrow(h)
+        if getattr(u.mid_block, "has_cross_attention", False):
+            h = u.mid_block(_batch(h, c.shape[0]), emb, encoder_hidden_states=c)
+        else:
+            h = u.mid_block(h, emb)
+        odd = any(s % 2 ** u.num_upsamplers for s in x.shape[-2:])
+        for blk in u.up_blocks[:-1]:
+            res = skips[-len(blk.resnets):]
+            skips = skips[:-len(blk.resnets)]
+            size = skips[-1].shape[2:] if odd else None
+            m = max(h.shape[0], c.shape[0])
+            h = self._up(blk, _batch(h, m), tuple(_batch(r, m) for r in res), emb, c, size)
+        # the last up-block: every frame, deep features from its anchor
+        st.factors = factors
+        if sel is not None:
+            h = h[[full.index(a) for a in anchors]]
+        res = tuple(_batch(r, n) for r in (shallow or skips))
+        h = self._up(u.up_blocks[-1], _batch(h, n), res, emb, ctx, None)
+        if u.conv_norm_out is not None:
+            h = u.conv_act(u.conv_norm_out(h))
+        return u.conv_out(h)
 
     @staticmethod
     def _up(blk: Any, h: torch.Tensor, res: tuple, emb: torch.Tensor, ctx: torch.Tensor, size: Any) -> torch.Tensor:
@@ -352,7 +373,7 @@ class UnetCache:
                factors: Factors | None) -> tuple[float, float, float]:
         """(plain UNet per frame, shared cost per frame, deep path per anchor) in FLOPs, on fake tensors."""
         n = ctx.shape[0]
-        plain = count_flops(lambda: self.original(x, t, ctx[:1]))
+        plain = count_flops(lambda: self.model.default_unet_call(x, t, ctx[:1]))
         every = count_flops(lambda: self._run(x, t, ctx, factors, list(range(n))))
         if n == 1:
             return plain, 0.0, every

@@ -55,12 +55,12 @@ def segment_contexts(
 
 def forward(
     model: Model, z: torch.Tensor, contexts: torch.Tensor, *, factors: Factors | None = None,
-    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic",
+    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic", cache: UnetCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x0 (N, C, h, w) float32 and images (N, 3, H, W) float32 in [-1, 1]; differentiable in contexts.
 
-    With a `UnetCache` installed as `model.unet_call` whose policy is on, the shared input goes
-    to the UNet at batch 1 (the cache broadcasts it) together with the segment's `factors`.
+    With a `cache` whose policy is on, the shared input goes to the UNet at batch 1 (the cache
+    broadcasts it) together with the segment's `factors`.
     `out_size` (two-stage generation): the decoded images are upsampled to it.
     """
     n = contexts.shape[0]
@@ -69,14 +69,13 @@ def forward(
     s = torch.sqrt(1 + sigma * sigma)
     c_in = 1 / s
     t = torch.full((n,), TIMESTEP, dtype=torch.long, device=dev)
-    cache = model.unet_call if isinstance(model.unet_call, UnetCache) else None
     if cache is not None and cache.wants_shared_input():
         x = z.to(dev, torch.float32)[:1] * s
         with cache.segment(factors):
-            eps = model.unet(x * c_in, t, contexts.to(dev)).float()
+            eps = model.unet(x * c_in, t, contexts.to(dev), call=cache).float()
     else:
         x = z.to(dev, torch.float32).expand(n, -1, -1, -1) * s
-        eps = model.unet(x * c_in, t, contexts.to(dev)).float()
+        eps = model.unet(x * c_in, t, contexts.to(dev), call=cache).float()
     x0 = x - sigma * eps
     images = model.decode(x0).float()
     if out_size is not None:
@@ -92,11 +91,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def generate_segment(
     model: Model, z: torch.Tensor, contexts: torch.Tensor, *, factors: Factors | None = None,
-    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic",
+    out_size: tuple[int, int] | None = None, upsampler: str = "bicubic", cache: UnetCache | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """One segment in one batch, no gradients: (x0 latents float32 on CPU, uint8 images (N, H, W, 3))."""
     with torch.no_grad():
-        x0, images = forward(model, z, contexts, factors=factors, out_size=out_size, upsampler=upsampler)
+        x0, images = forward(model, z, contexts, factors=factors, out_size=out_size, upsampler=upsampler,
+                             cache=cache)
     return x0.cpu(), to_uint8(images)
 
 
@@ -136,23 +136,23 @@ def generate_stream(
     out_size = out_size_for(model, h.height, h.width, h.latent_h, h.latent_w)
     z_prev = stream.init_latent
     prev = None
-    with UnetCache(model, control or CacheControl()) as cache:
-        for seg in segments(h.n_frames, h.interval):
-            if seg.index >= len(stream.keyframes):
-                break  # a partial stream: regenerate what it holds
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("decode cancelled")
-            u, v = stream.keyframes[seg.index].factors()
-            cur = (u.to(model.device), v.to(model.device))
-            contexts = segment_contexts(seg, cur, prev, h.interp)
-            factors = factors_for(seg.index, cur, prev, seg.alphas().to(model.device), h.interp)
-            z = segment_input(z_prev, noise, h.blend)
-            t0 = time.perf_counter()
-            x0, images = generate_segment(model, z, contexts, factors=factors, out_size=out_size,
-                                          upsampler=upsampler)
-            ms = (time.perf_counter() - t0) * 1000 / seg.length
-            reused = cache.reused()
-            for i, frame in enumerate(seg.frames):
-                yield frame, images[i], ms, seg.index, reused[i] if i < len(reused) else 0.0
-            z_prev = x0[-1:]
-            prev = cur
+    cache = UnetCache(model, control or CacheControl())
+    for seg in segments(h.n_frames, h.interval):
+        if seg.index >= len(stream.keyframes):
+            break  # a partial stream: regenerate what it holds
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("decode cancelled")
+        u, v = stream.keyframes[seg.index].factors()
+        cur = (u.to(model.device), v.to(model.device))
+        contexts = segment_contexts(seg, cur, prev, h.interp)
+        factors = factors_for(seg.index, cur, prev, seg.alphas().to(model.device), h.interp)
+        z = segment_input(z_prev, noise, h.blend)
+        t0 = time.perf_counter()
+        x0, images = generate_segment(model, z, contexts, factors=factors, out_size=out_size,
+                                      upsampler=upsampler, cache=cache)
+        ms = (time.perf_counter() - t0) * 1000 / seg.length
+        reused = cache.reused()
+        for i, frame in enumerate(seg.frames):
+            yield frame, images[i], ms, seg.index, reused[i] if i < len(reused) else 0.0
+        z_prev = x0[-1:]
+        prev = cur

@@ -61,5 +61,5 @@ def module_copy(model: Model) -> Model:
     import dataclasses
 
     unet, dec = copy.deepcopy(model.unet_module), copy.deepcopy(model.decoder_module)
-    return dataclasses.replace(model, unet_module=unet, decoder_module=dec, unet_call=None,
+    return dataclasses.replace(model, unet_module=unet, decoder_module=dec,
                                parts={**model.parts, "unet": unet})

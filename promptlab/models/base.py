@@ -4,9 +4,8 @@ A model is a UNet that predicts noise (epsilon) from (latent, timestep, context)
 from latents to images in [-1, 1], and an encoder for the first frame's latent. Everything
 above this module (generator, inverter, encoder, decoder) is independent of which model it is.
 
-The cache hook: the generator calls `model.unet(x, t, context)`, which goes through
-`model.unet_call`. A caching policy replaces `unet_call` (keeping the original in hand) and
-reaches the blocks through `model.unet_module` (a diffusers UNet2DConditionModel: conv_in,
+The cache hook: the generator calls `model.unet(x, t, context, call=...)`; a caching policy is
+such a call (engine/cache.py), owned by its caller, and reaches the blocks through `model.unet_module` (a diffusers UNet2DConditionModel: conv_in,
 time_embedding, down_blocks, mid_block, up_blocks, conv_out).
 """
 
@@ -44,7 +43,6 @@ class Model:
     tokens: int = TOKENS
     latent_channels: int = 4
     latent_factor: int = 8
-    unet_call: UnetCall | None = None
     parts: dict[str, nn.Module] = field(default_factory=dict)   # every module, by name (for saving)
     # eps = eps_skip·x_in + eps_gain·UNet(x_in, t, c); (0, 1) is the plain UNet (SD-Turbo).
     eps_skip: float = 0.0
@@ -57,8 +55,6 @@ class Model:
     def __post_init__(self) -> None:
         for module in (self.unet_module, self.decoder_module):
             freeze(module, self.device, self.dtype)
-        if self.unet_call is None:
-            self.unet_call = self.default_unet_call
 
     @property
     def label(self) -> str:
@@ -69,10 +65,11 @@ class Model:
         """The plain UNet forward (no cache)."""
         return self.unet_module(x, t, encoder_hidden_states=context, return_dict=False)[0]
 
-    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """eps = UNet(x, t, context); `unet_call` (the plain UNet) is the one place a cache wraps."""
-        assert self.unet_call is not None
-        eps = self.unet_call(x.to(self.dtype), t, context.to(self.dtype))
+    def unet(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+             call: UnetCall | None = None) -> torch.Tensor:
+        """eps = UNet(x, t, context) through `call` (a cache) or the plain UNet; the eps parameterisation
+        is applied here, so a cache only ever replaces the UNet forward."""
+        eps = (call or self.default_unet_call)(x.to(self.dtype), t, context.to(self.dtype))
         if self.eps_skip == 0.0 and self.eps_gain == 1.0:
             return eps
         return self.eps_skip * x + self.eps_gain * eps.float()

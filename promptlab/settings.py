@@ -30,7 +30,7 @@ MAX_RANK = 1024
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that determines a run. Defaults follow the reference code (promptus-reference.md)."""
+    """Everything that determines a run. Defaults follow the Promptus reference code (docs/engines.md)."""
 
     model: str = "tiny"
     size: int = 128

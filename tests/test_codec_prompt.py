@@ -60,6 +60,9 @@ def test_schedule_covers_every_frame_once():
         for s in segments(n, k):
             a = s.alphas()
             assert len(a) == s.length and float(a[-1]) == 1.0
+    for n, k in ((1, 1), (7, 3), (41, 10), (40, 10), (12, 100)):
+        segs = segments(n, k)
+        assert [segment_of(f, n, k) for f in range(n)] == [s for s in segs for _ in s.frames]
     seg = segment_of(15, 41, 10)
     assert (seg.index, seg.start, seg.keyframe) == (2, 11, 20)
     assert [round(float(x), 3) for x in seg.alphas()[:2]] == [0.1, 0.2]

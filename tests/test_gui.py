@@ -18,8 +18,6 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
-pytest.importorskip("promptlab.engine.encoder", reason="engine encoder not written yet")
-pytest.importorskip("promptlab.engine.decoder", reason="engine decoder not written yet")
 
 from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
 

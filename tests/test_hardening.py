@@ -1,4 +1,4 @@
-"""Hostile inputs and faults (issue 9): every case ends in a one-line error or a correct result."""
+"""Hostile inputs and faults: every case ends in a one-line error or a correct result."""
 
 from __future__ import annotations
 

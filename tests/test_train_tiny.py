@@ -177,7 +177,7 @@ def test_training_data_excludes_the_sky_clip(sky_frames: Path) -> None:
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped tiny weights")
 def test_quality_rises_with_rank_by_more_than_a_decibel(sky_frames: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 7: ranks 2, 4, 8, 16 on the unseen sky's first keyframe, default start (amortised)."""
+    """Ranks 2, 4, 8, 16 on the unseen sky's first keyframe, default start (amortised)."""
     from promptlab.io.video import read_frames
     from promptlab.models.registry import load_model
     from promptlab.settings import Settings

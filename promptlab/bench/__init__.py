@@ -1,4 +1,4 @@
-"""`promptlab bench`: generation and inversion speed against the plain diffusers way (issue 8)."""
+"""`promptlab bench`: generation and inversion speed against the plain diffusers way."""
 
 from promptlab.bench.run import run_bench
 

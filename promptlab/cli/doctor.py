@@ -29,10 +29,8 @@ def _devices() -> list[str]:
 
 
 def _models() -> list[tuple[str, bool, str]] | str:
-    try:
-        from promptlab.models.registry import available_models
-    except ImportError as exc:
-        return f"model registry not installed yet ({exc})"
+    from promptlab.models.registry import available_models
+
     try:
         return [(str(n), bool(a), str(r)) for n, a, r in available_models()]
     except Exception as exc:  # noqa: BLE001 - doctor must report, never crash

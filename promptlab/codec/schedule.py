@@ -61,10 +61,12 @@ def segments(n_frames: int, interval: int) -> list[Segment]:
 
 
 def segment_of(frame: int, n_frames: int, interval: int) -> Segment:
-    """The segment that contains `frame` (arithmetic, no list)."""
+    """The segment that contains `frame` (arithmetic, no list: a long clip's frame is found in O(1))."""
+    if interval < 1:
+        raise PromptlabError(f"keyframe interval must be >= 1, got {interval}")
     if not 0 <= frame < n_frames:
         raise PromptlabError(f"frame {frame} is outside 0..{n_frames - 1}")
-    for seg in segments(n_frames, interval):
-        if seg.start <= frame <= seg.keyframe:
-            return seg
-    raise AssertionError("unreachable")
+    if frame == 0:
+        return Segment(0, 0, 0)
+    i = -(-frame // interval)  # the first keyframe at or after `frame`
+    return Segment(i, (i - 1) * interval + 1, min(i * interval, n_frames - 1))

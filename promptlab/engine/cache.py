@@ -1,4 +1,4 @@
-"""Generation cache policies (issue 8): `none`, `lossless`, `lossy`, switchable between segments.
+"""Generation cache policies: `none`, `lossless`, `lossy`, switchable between segments.
 
 All frames of a segment share the input latent z, and their prompts differ only through the
 interpolation fraction a. A `UnetCache` is handed to the generator, which calls it in place of

@@ -1,4 +1,4 @@
-"""The one-step generator that sender and receiver both run (promptus-reference.md §1).
+"""The one-step generator that sender and receiver both run (the Promptus reference, docs/engines.md).
 
     sigma = 14.614641 (t = 999), s = sqrt(1 + sigma²), c_in = 1/s
     x   = z · s                      (the noisy latent at sigma)

@@ -1,4 +1,4 @@
-"""Fit one keyframe's prompt to its segment (promptus-reference.md §3).
+"""Fit one keyframe's prompt to its segment (the Promptus reference algorithm, docs/engines.md).
 
 Keyframe 0 is fitted alone; each later keyframe fits fresh U, V over its whole segment while
 the previous keyframe's (dequantised) factors stay frozen, the in-between frames using

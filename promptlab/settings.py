@@ -18,6 +18,7 @@ from promptlab.paths import bundled, config_dir
 
 SCHEMA_VERSION = 1
 
+# the order of these three is the .plab header's codes (docs/format.md): append, never reorder
 INTERP_MODES = ("factors", "linear", "slerp")
 CROP_MODES = ("center", "squash", "pad")
 INIT_MODES = ("f32", "f16", "q8")

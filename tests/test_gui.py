@@ -232,3 +232,29 @@ def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win, tmp
     # and the window exports what the export CLI makes, from this run
     files = win.export(tmp_path)
     assert all(f.exists() and f.stat().st_size > 0 for f in files) and len(files) == 6
+
+
+def test_opening_a_stream_takes_every_setting_it_records(qtbot, tmp_path):
+    """A .plab's header is the settings it was made with (StreamHeader.to_settings); the rest stay the session's."""
+    import torch
+
+    from promptlab.codec.container import KeyframeRecord, StreamHeader, write_stream
+    from promptlab.codec.quant import RunningRange, quantize
+    from promptlab.codec.schedule import segments
+    from promptlab.codec.shapes import shape_for
+    from promptlab.gui.window import MainWindow
+
+    made = SMALL.replace(seed=5, blend=0.25, interp="slerp", crop="pad", rank=3, interval=4, fps=25.0)
+    h = StreamHeader.from_settings(made, 9, shape_for("tiny"))
+    recs = []
+    for _ in segments(9, 4):
+        u, v = torch.rand(h.tokens, h.rank), torch.rand(h.rank, h.context_dim)
+        qu, qv = RunningRange(8).update(u), RunningRange(8).update(v)
+        recs.append(KeyframeRecord(quantize(u, qu), quantize(v, qv), qu, qv))
+    path = tmp_path / "s.plab"
+    write_stream(path, h, torch.zeros(h.latent_shape), recs)
+    w = MainWindow(Session(settings=SMALL.replace(iters=7)))
+    qtbot.addWidget(w)
+    assert w.open(str(path)), w.last_error
+    assert w.controls.settings() == made.replace(iters=7)
+    w.close()

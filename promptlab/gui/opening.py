@@ -72,8 +72,7 @@ class OpeningMixin:
         from promptlab.codec.container import read_stream
 
         h = read_stream(path).header
-        s = self.controls.settings().replace(model=h.model, size=h.width, rank=h.rank, bits=h.bits,
-                                             interval=h.interval, fps=h.fps)
+        s = h.to_settings(self.controls.settings())
         self.source, self.stream, self.frames = None, str(path), None
         self.controls.set_settings(s)
         self.controls.set_n_frames(h.n_frames)

@@ -26,14 +26,21 @@ from promptlab.codec.schedule import keyframes
 from promptlab.codec.shapes import ModelShape, recorded_name, shape_for
 from promptlab.errors import PromptlabError, StreamError
 from promptlab.io.video import fps_fraction
-from promptlab.settings import CROP_MODES, INIT_MODES, INTERP_MODES, STAGE_SCALES, Settings
+from promptlab.settings import (
+    CROP_MODES,
+    INIT_MODES,
+    INTERP_MODES,
+    MAX_RANK,
+    STAGE_SCALES,
+    Settings,
+)
 
 MAGIC = b"PLAB"
 VERSION = 1
 UPSAMPLERS = ("bicubic", "lanczos")  # two-stage upsampler the prompts were fitted through
 TAG_INIT, TAG_KEY = 0x49, 0x4B  # 'I', 'K'
 _HDR = struct.Struct("<HHIIIHBHIfBBBBHBHHBB")
-LIMITS = {"side": 8192, "rank": 1024, "dim": 4096, "frames": 10_000_000, "channels": 64}
+LIMITS = {"side": 8192, "rank": MAX_RANK, "dim": 4096, "frames": 10_000_000, "channels": 64}
 
 
 @dataclass(frozen=True)

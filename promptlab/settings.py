@@ -27,6 +27,8 @@ CACHE_POLICIES = ("none", "lossless", "lossy")
 STAGE_SCALES = (1, 2, 4)
 START_MODES = ("auto", "uniform", "amortised")
 MAX_RANK = 1024
+# a frame whose LPIPS (alex) exceeds this counts as severely distorted (the lab's plots, summaries, reports)
+SEVERE_LPIPS = 0.32
 
 
 @dataclass(frozen=True)

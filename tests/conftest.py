@@ -129,3 +129,26 @@ def tiny():
 
     torch.set_num_threads(2)
     return load_model("tiny", "cpu")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def lab_dirs(tmp_path, monkeypatch) -> Path:
+    """The user's folders (results cache, config) in tmp, and this folder importable by job children
+    (they import the fake pipelines of test_gui_fakes)."""
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+    if str(TESTS) not in sys.path:
+        monkeypatch.syspath_prepend(str(TESTS))
+    return tmp_path
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie or a dead process does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

@@ -33,9 +33,8 @@ N = 11
 
 
 @pytest.fixture(autouse=True)
-def _dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
+def _dirs(lab_dirs):
+    return lab_dirs
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import process_alive
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -31,12 +32,6 @@ RUNS = 20
 PLAY_SECONDS = 60
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.slow
@@ -68,13 +63,13 @@ def test_a_users_first_hour_never_breaks_the_window(tmp_path):
         assert r["exported"] and r["stream_title_says_no_original"] and r["mid_run_open"] == "cancelled"
         assert abs(r["scale_after"] / r["scale_before"] - 1) < 0.01, r  # the viewer's scale is unchanged
         assert all(abs(d) < 100 for d in r["refcount_drift"]), r["refcount_drift"]  # None, True flat
-        assert _alive(child), "the journey's last job should still be running"
+        assert process_alive(child), "the journey's last job should still be running"
         proc.send_signal(signal.SIGKILL)  # the window dies without any cleanup
         proc.wait(10)
         end = time.monotonic() + 10
-        while _alive(child) and time.monotonic() < end:
+        while process_alive(child) and time.monotonic() < end:
             time.sleep(0.1)
-        assert not _alive(child), "the job process outlived its killed window"
+        assert not process_alive(child), "the job process outlived its killed window"
         print(f"journey: {r['runs']} runs {r['outcomes']}, {r['seconds']:.0f} s {r['phases']}, drift {r['refcount_drift']}")
     finally:
         proc.kill()

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import process_alive
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6")
-pytest.importorskip("pytestqt")
 
 from promptlab.gui.session import Session, first_run_settings, load_session, save_session  # noqa: E402
 from promptlab.runs.results import ResultsCache, result_key  # noqa: E402
@@ -24,11 +23,8 @@ TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
-def _dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
-    if str(TESTS) not in sys.path:
-        monkeypatch.syspath_prepend(str(TESTS))  # the job child imports test_gui_fakes
+def _dirs(lab_dirs):
+    return lab_dirs
 
 
 def test_result_key_names_what_changes_the_stream(tmp_path):
@@ -470,12 +466,6 @@ time.sleep(600)  # killed by the test; the queue is no longer read, as after a c
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -488,13 +478,13 @@ def test_the_job_process_dies_with_the_window(tmp_path):
                               text=True, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     try:
         child = int(parent.stdout.readline())
-        assert _alive(child)
+        assert process_alive(child)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(child) and time.monotonic() < deadline:
+        while process_alive(child) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(child), "the job process outlived its window"
+        assert not process_alive(child), "the job process outlived its window"
     finally:
         parent.kill()
         with contextlib.suppress(OSError, ValueError):

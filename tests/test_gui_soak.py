@@ -12,26 +12,19 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-pytest.importorskip("PySide6")
-pytest.importorskip("pytestqt")
 
 from promptlab.gui.session import Session  # noqa: E402
 from promptlab.settings import Settings  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-
 
 @pytest.fixture(autouse=True)
-def _dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.syspath_prepend(str(TESTS))  # the job child imports test_gui_fakes
+def _dirs(lab_dirs):
+    return lab_dirs
 
 
 def singleton_refs() -> tuple[int, int]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from promptlab.errors import Cancelled, PromptlabError
 from promptlab.runs.results import ResultsCache
-from promptlab.settings import CACHE_POLICIES
+from promptlab.settings import CACHE_POLICIES, SEVERE_LPIPS
 
 Message = tuple[str, dict[str, Any]]
 DEFAULT_PIPELINE = "promptlab.gui.jobs:pipeline"
@@ -343,7 +343,7 @@ def _means(frames: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [f[k] for f in frames if f.get(k) is not None]
         out[f"mean_{k}"] = float(np.mean(vals)) if vals else None
     lp = [f["lpips"] for f in frames if f.get("lpips") is not None]
-    out["severe_frames"] = sum(v > 0.32 for v in lp) if lp else None
+    out["severe_frames"] = sum(v > SEVERE_LPIPS for v in lp) if lp else None
     return out
 
 

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-SEVERE_LPIPS = 0.32
+from promptlab.settings import SEVERE_LPIPS
+
 THROTTLE_MS = 200
 LEFT_AXIS_PX, RIGHT_AXIS_PX = 64, 52  # the same on every plot, so their frame axes line up
 BLUE, ORANGE, GREY, RED = "#4aa3ff", "#ff9f40", "#aaaaaa", "#ff5555"

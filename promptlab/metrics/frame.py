@@ -21,11 +21,11 @@ from promptlab.errors import MissingWeightsError, PromptlabError
 from promptlab.metrics.perceptual import load_lpips, to_lpips_tensor
 from promptlab.metrics.ssim import ms_ssim, ssim
 from promptlab.metrics.weights import lpips_status
+from promptlab.settings import SEVERE_LPIPS
 
 METRICS = ("lpips", "psnr", "ssim", "ms_ssim")
 HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "ms_ssim": True}
 PSNR_CAP = 100.0
-SEVERE_LPIPS = 0.32
 PERCENTILES = (5, 50, 95)
 
 

@@ -10,7 +10,7 @@ import pytest
 from promptlab.cli.main import main
 from promptlab.codec.container import read_stream
 from promptlab.runs.lab import RunSpec, run_lab
-from promptlab.runs.records import FrameResult, Saved, Scoring, StreamStarted, Summary
+from promptlab.runs.records import FrameResult, Saved, Scoring, Started, Summary
 from promptlab.settings import Settings
 
 FLAGS = ["--size", "64", "--rank", "2", "--interval", "5", "--iters", "2", "--first-iters", "3",
@@ -66,7 +66,7 @@ def test_run_service_records_in_order(clip: Path) -> None:
     summary = next(r for r in recs if isinstance(r, Summary))
     assert summary.method == "promptlab" and summary.n_frames == 11
     assert isinstance(recs[-1], Saved)
-    started = [r for r in recs if isinstance(r, StreamStarted)]
+    started = [r for r in recs if isinstance(r, Started)]
     assert [r.job for r in started] == ["encode", "decode"]
     stream = read_stream(Path(recs[-1].path) / "stream.plab")
     assert stream.header.rank == 2 and stream.total_bytes == summary.total_bytes

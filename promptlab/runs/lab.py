@@ -29,7 +29,6 @@ from promptlab.runs.records import (
     Saved,
     Scoring,
     Stage,
-    StreamStarted,
     Summary,
 )
 from promptlab.runs.results import Result, ResultsCache
@@ -174,12 +173,6 @@ def _originals(spec: RunSpec) -> list[np.ndarray] | None:
     return list(read_frames(spec.source, frames=spec.frames, size=s.size, crop=s.crop))
 
 
-def _started(rec: engine_records.Started) -> StreamStarted:
-    return StreamStarted(job=rec.job, n_frames=rec.n_frames, n_keyframes=rec.n_keyframes, width=rec.width,
-                         height=rec.height, fps=rec.fps, model=rec.model, header_bytes=rec.header_bytes,
-                         init_bytes=rec.init_bytes)
-
-
 def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any) -> Iterator[Record]:
     """Fit prompts; the encoder's own reconstructions are scored and shown as they come."""
     from promptlab.engine.encoder import encode
@@ -194,7 +187,7 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
         if isinstance(rec, engine_records.Started):
             budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
             done = sum(budgets[: rec.resumed_keyframes])
-            yield _started(rec)
+            yield rec
         elif isinstance(rec, engine_records.Iteration):
             cur = done + min(rec.iteration, rec.iterations)
             yield Progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
@@ -229,14 +222,14 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
     rows: list[FrameResult] = []
     images: list[np.ndarray] = []
     policies: list[str] = []             # as they were switched during the decode, in order
-    started: StreamStarted | None = None
+    started: engine_records.Started | None = None
     done: engine_records.Done | None = None
     n = 1
     for rec in decode(stream, device=s.device, cancel=cancel, cache=control):
         if isinstance(rec, engine_records.Started):
-            started = _started(rec)
+            started = rec
             n = max(1, rec.n_frames)
-            yield started
+            yield rec
         elif isinstance(rec, engine_records.Frame):
             label = cache_label(control.policy, control.threshold)
             if not policies or policies[-1] != label:

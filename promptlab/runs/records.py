@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from promptlab.engine.records import (
+    Started,  # an engine started on the stream: its shape and fixed bytes
+)
+
 STAGES = ("encode", "decode", "baseline")
 
 
@@ -36,21 +40,6 @@ class Stage:
 class Progress:
     fraction: float           # 0..1 over the whole run
     text: str
-
-
-@dataclass
-class StreamStarted:
-    """An engine started on the stream: its shape and the fixed bytes every frame shares."""
-
-    job: str                  # "encode" | "decode"
-    n_frames: int
-    n_keyframes: int
-    width: int
-    height: int
-    fps: float
-    model: str
-    header_bytes: int
-    init_bytes: int
 
 
 @dataclass
@@ -127,5 +116,5 @@ class Reused:
     path: str
 
 
-Record = (Scoring | Stage | Progress | StreamStarted | KeyframeFitted | FrameResult | Encoded | Summary | Saved
+Record = (Scoring | Stage | Progress | Started | KeyframeFitted | FrameResult | Encoded | Summary | Saved
           | Reused)

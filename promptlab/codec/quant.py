@@ -28,10 +28,6 @@ class QParams:
         return (1 << self.bits) - 1
 
 
-def _f32(x: float) -> float:
-    return float(torch.tensor(x, dtype=torch.float32))
-
-
 def qparams(min_val: float, max_val: float, bits: int = 8) -> QParams:
     if not 2 <= bits <= 8:
         raise PromptlabError(f"bits must be 2..8, got {bits}")

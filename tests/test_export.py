@@ -69,7 +69,7 @@ class PsnrOnly:
     has_lpips = False
     lpips_note = "LPIPS-alex: backbone weights missing"
 
-    def compute_batch(self, refs, dists):
+    def compute_batch(self, refs, dists, **_):
         return [{"lpips": None, "psnr": psnr(r, d), "ssim": None, "ms_ssim": None} for r, d in zip(refs, dists)]
 
 
@@ -83,7 +83,7 @@ class FakeLpips(PsnrOnly):
         self.values = list(values)
         self.i = 0
 
-    def compute_batch(self, refs, dists):
+    def compute_batch(self, refs, dists, **_):
         rows = super().compute_batch(refs, dists)
         for row in rows:
             row["lpips"] = self.values[self.i % len(self.values)]

@@ -249,7 +249,8 @@ def test_eval_cli(sky_frames, tmp_path):
     assert main([str(sky_frames), str(tmp_path / "recon"), "--size", "64", "--frames", "0:6", "--json", str(out),
                  "--csv", str(tmp_path / "m.csv"), "--quiet"]) == 0
     doc = json.loads(out.read_text())
-    assert set(doc["mean"]) == {"lpips", "psnr", "ssim", "ms_ssim", "severe_ratio"}
+    assert set(doc["mean"]) == {"lpips", "psnr", "ssim", "ms_ssim", "vmaf", "severe_ratio"}
+    assert doc["mean"]["vmaf"] is None  # only with --vmaf
     assert [r["frame"] for r in doc["frames"]] == list(range(6))
     direct = FrameMetrics("alex").compute(ref[2], _noisy(ref[2], 6, seed=2))
     assert doc["frames"][2]["psnr"] == pytest.approx(direct["psnr"])

@@ -1,4 +1,4 @@
-"""per-frame LPIPS/PSNR/SSIM/MS-SSIM of two aligned clips"""
+"""per-frame LPIPS/PSNR/SSIM/MS-SSIM (and VMAF with --vmaf) of two aligned clips"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import count_frames, parse_frames, probe, read_frames
-from promptlab.metrics.frame import SEVERE_LPIPS
+from promptlab.metrics.frame import METRICS, SEVERE_LPIPS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reconstruction frames to use (default: all of RECON)")
     ap.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"))
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    ap.add_argument("--vmaf", action="store_true",
+                    help='also VMAF v0.6.1 (0-100, higher better; needs pip install "promptlab[vmaf]")')
     ap.add_argument("--severe", type=float, default=SEVERE_LPIPS, help="LPIPS above this marks a severely distorted frame")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     ap.add_argument("--json", type=Path, default=None, help="write summary and per-frame rows as JSON")
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
     n = _aligned_count(args, ref_range, recon_range)
     from promptlab.metrics import FrameMetrics, score, summarize
 
-    fm = FrameMetrics(args.lpips_net, device=args.device, need_lpips=not args.no_lpips)
+    fm = FrameMetrics(args.lpips_net, device=args.device, need_lpips=not args.no_lpips, vmaf=args.vmaf)
     ref_it = read_frames(args.ref, frames=ref_range, size=args.size, crop=args.crop)
     rec_it = read_frames(args.recon, frames=recon_range, size=args.size, crop=args.crop)
     rows = [{"frame": i, **r} for i, r in enumerate(score(fm, ref_it, rec_it))]
@@ -83,6 +85,7 @@ def main(argv: list[str]) -> int:
     settings = {"ref": str(args.ref), "recon": str(args.recon), "size": args.size, "crop": args.crop,
                 "frames": args.frames, "recon_frames": args.recon_frames, "lpips_net": args.lpips_net,
                 "lpips_version": "0.1", "severe": args.severe, "device": fm.device, "psnr_cap_db": 100.0,
+                "vmaf_model": "vmaf_v0.6.1" if args.vmaf else None,
                 "ms_ssim_scales": _scales(rows, args)}
     doc = {"mean": summary["mean"], "percentiles": summary["percentiles"], "worst": summary["worst"],
            "n_frames": summary["n_frames"], "severe_count": summary["severe_count"],
@@ -92,7 +95,7 @@ def main(argv: list[str]) -> int:
     if args.csv is not None:
         write_bytes_atomic(args.csv, _csv(rows).encode())
     if not args.quiet:
-        print(format_table(summary, args.lpips_net))
+        print(format_table(summary, args.lpips_net, vmaf=args.vmaf))
     for note in shown:
         print(f"note: {note}", file=sys.stderr)
     return 0
@@ -108,9 +111,9 @@ def _scales(rows: list[dict], args: argparse.Namespace) -> int | None:
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frame", "lpips", "psnr", "ssim", "ms_ssim"])
+    w.writerow(["frame", *METRICS])
     for r in rows:
-        w.writerow([r["frame"]] + ["" if r[k] is None else f"{r[k]:.6f}" for k in ("lpips", "psnr", "ssim", "ms_ssim")])
+        w.writerow([r["frame"]] + ["" if r.get(k) is None else f"{r[k]:.6f}" for k in METRICS])
     return buf.getvalue()
 
 
@@ -120,13 +123,15 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
-def format_table(summary: dict, net: str = "alex") -> str:
+def format_table(summary: dict, net: str = "alex", vmaf: bool = False) -> str:
     """A plain-text table: mean, percentiles and worst frame per metric, and the severe ratio."""
     names = {"lpips": f"LPIPS-{net} (lower better)", "psnr": "PSNR dB (higher better)",
              "ssim": "SSIM (higher better)", "ms_ssim": "MS-SSIM (higher better)"}
+    if vmaf:
+        names["vmaf"] = "VMAF v0.6.1 (higher better)"
     lines = [f"{'metric':<28}{'mean':>9}{'p5':>9}{'p50':>9}{'p95':>9}   worst (frame)"]
     for m, label in names.items():
-        d = 2 if m == "psnr" else 4
+        d = 2 if m in ("psnr", "vmaf") else 4
         pct = summary["percentiles"].get(m) or {}
         worst = summary["worst"].get(m)
         w = f"{_fmt(worst['value'], d)} ({worst['frame']})" if worst else "n/a"

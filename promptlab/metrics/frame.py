@@ -2,7 +2,8 @@
 
 Per frame: LPIPS (lower is better; None when its weights are absent), PSNR in dB over all
 RGB samples (higher is better; identical frames report the 100 dB cap), SSIM and MS-SSIM
-(higher is better, 1 = identical; see ssim.py). Summaries keep the per-frame view: means,
+(higher is better, 1 = identical; see ssim.py), and on request VMAF v0.6.1 (0–100, higher is
+better; None when not requested; see vmaf.py). Summaries keep the per-frame view: means,
 percentiles, the worst frame and the severe-frame ratio (LPIPS above a threshold).
 """
 
@@ -23,8 +24,8 @@ from promptlab.metrics.ssim import ms_ssim, ssim
 from promptlab.metrics.weights import lpips_status
 from promptlab.settings import SEVERE_LPIPS
 
-METRICS = ("lpips", "psnr", "ssim", "ms_ssim")
-HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "ms_ssim": True}
+METRICS = ("lpips", "psnr", "ssim", "ms_ssim", "vmaf")
+HIGHER_IS_BETTER = {"lpips": False, "psnr": True, "ssim": True, "ms_ssim": True, "vmaf": True}
 PSNR_CAP = 100.0
 PERCENTILES = (5, 50, 95)
 
@@ -38,12 +39,20 @@ def psnr(ref: np.ndarray, dist: np.ndarray) -> float:
 
 
 class FrameMetrics:
-    """Computes all metrics for aligned uint8 RGB frame pairs; LPIPS only from real weights."""
+    """Computes all metrics for aligned uint8 RGB frame pairs; LPIPS only from real weights.
+
+    `vmaf`: also VMAF (needs the vmaf-torch package; a one-line error names the extra otherwise).
+    """
 
     def __init__(self, lpips_net: str = "alex", device: str = "cpu", need_lpips: bool = True,
-                 require_lpips: bool = False) -> None:
+                 require_lpips: bool = False, vmaf: bool = False) -> None:
         self.lpips_net = lpips_net
         self.device = str(resolve_device(device))
+        self.vmaf = None
+        if vmaf:
+            from promptlab.metrics.vmaf import Vmaf
+
+            self.vmaf = Vmaf(self.device)
         self.lpips_model = None
         self.lpips_note: str | None = None
         if need_lpips or require_lpips:
@@ -61,16 +70,18 @@ class FrameMetrics:
         return self.lpips_model is not None
 
     def compute(self, ref: np.ndarray, dist: np.ndarray) -> dict[str, float | None]:
-        """Metrics of one frame pair: keys lpips (None if unavailable), psnr, ssim, ms_ssim."""
+        """Metrics of one frame pair: keys lpips (None if unavailable), psnr, ssim, ms_ssim, vmaf."""
         return self.compute_batch([ref], [dist])[0]
 
     @torch.no_grad()
     def compute_batch(self, refs: Sequence[np.ndarray], dists: Sequence[np.ndarray],
-                      maps: bool = False) -> list[dict[str, Any]]:
+                      maps: bool = False, prev_ref: np.ndarray | None = None,
+                      next_ref: np.ndarray | None = None) -> list[dict[str, Any]]:
         """Metrics of aligned frame pairs; with `maps`, also "lpips_map" (uint8 H×W, None without LPIPS).
 
         The map comes from the same LPIPS pass as the value: the per-layer distances are
         averaged for the value and upsampled for the map, as lpips does with spatial off and on.
+        `prev_ref`/`next_ref`: the reference frames around the batch (VMAF's motion feature).
         """
         if len(refs) != len(dists):
             raise PromptlabError(f"{len(refs)} reference frames but {len(dists)} distorted frames")
@@ -93,8 +104,11 @@ class FrameMetrics:
         tr64, td64 = tr.double() if tr.device.type == "cpu" else tr, td.double() if td.device.type == "cpu" else td
         ss = ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
         ms = ms_ssim(tr64, td64, value_range=(-1.0, 1.0)).cpu().tolist()
+        vm: list[float | None] = ([None] * len(refs) if self.vmaf is None
+                                  else self.vmaf.scores(refs, dists, prev_ref, next_ref))
         rows: list[dict[str, Any]] = [
-            {"lpips": lp[i], "psnr": psnr(refs[i], dists[i]), "ssim": float(ss[i]), "ms_ssim": float(ms[i])}
+            {"lpips": lp[i], "psnr": psnr(refs[i], dists[i]), "ssim": float(ss[i]), "ms_ssim": float(ms[i]),
+             "vmaf": vm[i]}
             for i in range(len(refs))]
         if maps:
             for row, m in zip(rows, lmaps, strict=True):
@@ -107,12 +121,15 @@ def score(metrics: FrameMetrics, refs: Iterable[np.ndarray], dists: Iterable[np.
     """Per-frame metrics of two aligned clips (iterables, read lazily), in batches: the one scoring loop.
 
     Refuses clips of different lengths or frame shapes with one line; `on_batch(frames_done)` runs
-    after each batch (progress bars, cancel checks).
+    after each batch (progress bars, cancel checks). The reference is read one frame ahead, so
+    each batch is scored knowing its neighbouring reference frames (VMAF's motion feature).
     """
     ref_it, dist_it = iter(refs), iter(dists)
     rows: list[dict[str, Any]] = []
+    prev: np.ndarray | None = None
+    ahead = list(islice(ref_it, batch + 1))
     while True:
-        a = list(islice(ref_it, batch))
+        a, nxt = ahead[:batch], (ahead[batch] if len(ahead) > batch else None)
         b = list(islice(dist_it, batch))
         if len(a) != len(b):
             raise PromptlabError(f"clips ended at different frames ({len(rows) + len(a)} vs {len(rows) + len(b)})")
@@ -120,7 +137,9 @@ def score(metrics: FrameMetrics, refs: Iterable[np.ndarray], dists: Iterable[np.
             return rows
         if a[0].shape != b[0].shape:
             raise PromptlabError(f"frame shapes differ: {a[0].shape} and {b[0].shape}; prepare both to one size")
-        rows += metrics.compute_batch(a, b)
+        rows += metrics.compute_batch(a, b, prev_ref=prev, next_ref=nxt)
+        prev = a[-1]
+        ahead = ([] if nxt is None else [nxt]) + list(islice(ref_it, batch))
         if on_batch is not None:
             on_batch(len(rows))
 

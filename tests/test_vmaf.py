@@ -90,3 +90,44 @@ def test_vmaf_without_the_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(promptlab.extras, "find_spec", lambda name: None)
     with pytest.raises(PromptlabError, match=r'pip install "promptlab\[vmaf\]"'):
         FrameMetrics(need_lpips=False, vmaf=True)
+
+
+SMALL = ["--size", "64", "--rank", "2", "--interval", "5", "--iters", "2", "--first-iters", "2",
+         "--perceptual", "none"]
+
+
+def test_run_vmaf_per_frame_and_a_stored_result_without_it_is_redone(sky64, make_clip, tmp_path, monkeypatch):
+    from promptlab.cli.main import main
+
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    clip = make_clip(tmp_path / "sky.mkv", sky64[:8])
+    plain, with_vmaf = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["run", str(clip), *SMALL, "--quiet", "--json", str(plain)]) == 0
+    assert main(["run", str(clip), *SMALL, "--quiet", "--vmaf", "--baseline", "h265", "--json", str(with_vmaf)]) == 0
+    a, b = json.loads(plain.read_text()), json.loads(with_vmaf.read_text())
+    assert a["summary"]["vmaf"] is None and all(f["vmaf"] is None for f in a["frames"])
+    vm = [f["vmaf"] for f in b["frames"]]
+    assert all(0 <= v <= 100 for v in vm) and b["summary"]["vmaf"] == pytest.approx(np.mean(vm))
+    assert [f["psnr"] for f in b["frames"]] == pytest.approx([f["psnr"] for f in a["frames"]])
+    assert all(0 <= f["vmaf"] <= 100 for f in b["baseline"]["frames"])
+
+
+def test_sweep_and_export_report_carry_vmaf(sky_frames, sky64, tmp_path):
+    import csv
+
+    from promptlab.cli.main import main
+
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(sky_frames), "--frames", "0:6", *SMALL, "--ranks", "2", "--intervals", "5",
+                 "--vmaf", "-o", str(out)]) == 0
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [r["method"] for r in rows] == ["promptlab", "h265"]
+    assert all(0 <= float(r["vmaf"]) <= 100 for r in rows)
+    recon = tmp_path / "recon"
+    write_frames(recon, [_jpeg(f, 20) for f in sky64[:6]], fps=30)
+    report, table = tmp_path / "r.html", tmp_path / "m.json"
+    assert main(["export", str(sky_frames), str(recon), "--frames", "0:6", "--kbps", "100", "--vmaf",
+                 "--no-progress", "-o", str(report), "-o", str(table)]) == 0
+    assert "VMAF (higher)" in report.read_text() and "VMAF per frame" in report.read_text()
+    doc = json.loads(table.read_text())
+    assert all(0 <= f["recon_vmaf"] <= 100 for f in doc["frames"])

@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="method label for RECON (default: from the stream)")
     p.add_argument("--fps", type=float, help="frame rate of image-folder inputs")
     p.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex")
+    p.add_argument("--vmaf", action="store_true",
+                   help='also VMAF v0.6.1 in metrics and the report (pip install "promptlab[vmaf]")')
     p.add_argument("--device", default="auto", help="device for decoding and LPIPS (auto, cpu, cuda, mps)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars on stderr")
@@ -158,7 +160,7 @@ def main(argv: list[str]) -> int:
         if kinds & (NEEDS_METRICS | {"sheet"}) or set(overlay) & {"lpips", "psnr", "ssim"}:
             from promptlab.metrics import FrameMetrics
 
-            fm = FrameMetrics(a.lpips_net, device="cpu" if a.device == "auto" else a.device)
+            fm = FrameMetrics(a.lpips_net, device="cpu" if a.device == "auto" else a.device, vmaf=a.vmaf)
             comp.compute_metrics(fm, progress=bar)
             if "lpips" in overlay and not comp.has_lpips:
                 print("promptlab export: note: LPIPS weights absent, the overlay shows PSNR instead "

@@ -2,7 +2,7 @@
 
 Encode (or reuse the results cache, as the GUI does), decode as the receiver, score every
 frame against the original, optionally the classical codec at the achieved bitrate. The JSON
-holds `frames` (one row per decoded frame: index, lpips, psnr, ssim, ms_ssim, bytes, gen_ms, …),
+holds `frames` (one row per decoded frame: index, lpips, psnr, ssim, ms_ssim, vmaf, bytes, gen_ms, …),
 `summary` (kbps, mean lpips, psnr, …) and `baseline` (its summary and frames, or null): the same
 records the GUI plots.
 """
@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=("h265", "h264"), help="also this codec at the achieved bitrate")
     p.add_argument("--json", metavar="OUT.json", help="write frames, summary and baseline here")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"), help="LPIPS backbone (default alex)")
+    p.add_argument("--vmaf", action="store_true", help='also VMAF v0.6.1 per frame (pip install "promptlab[vmaf]")')
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -47,7 +48,8 @@ def main(argv: list[str]) -> int:
         print(f"promptlab run: note: {note}", file=sys.stderr)
     settings = resolve_rank(settings, a.kbps, n)
     rng = None if frames is None else (frames[0], frames[0] + n)
-    spec = RunSpec(settings=settings, source=a.source, frames=rng, baseline=a.baseline, lpips_net=a.lpips_net)
+    spec = RunSpec(settings=settings, source=a.source, frames=rng, baseline=a.baseline, lpips_net=a.lpips_net,
+                   vmaf=a.vmaf)
     from tqdm import tqdm
 
     bar = tqdm(total=1000, file=sys.stderr, disable=a.quiet, bar_format="{l_bar}{bar}| {elapsed}")
@@ -89,4 +91,5 @@ def _flat(s: Summary) -> dict:
 
 def _quality(s: Summary) -> str:
     lp = "LPIPS n/a" if s.lpips is None else f"LPIPS {s.lpips:.4f}"
-    return f"{lp}, PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.4f}" if s.psnr is not None else "quality not measured"
+    vm = "" if s.vmaf is None else f", VMAF {s.vmaf:.2f}"
+    return f"{lp}, PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.4f}{vm}" if s.psnr is not None else "quality not measured"

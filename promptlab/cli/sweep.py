@@ -23,7 +23,7 @@ from promptlab.metrics.frame import SEVERE_LPIPS
 from promptlab.runs.sweep import SweepDone, SweepPoint, run_sweep
 
 COLUMNS = ("method", "rank", "interval", "kbps", "target_kbps", "total_bytes", "lpips", "psnr", "ssim",
-           "ms_ssim", "severe_ratio")
+           "ms_ssim", "severe_ratio", "vmaf")
 
 
 def _ints(spec: str, name: str) -> list[int]:
@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--intervals", default="10", help="comma-separated keyframe intervals")
     p.add_argument("--baseline", default="h265", choices=["h265", "h264", "none"])
     p.add_argument("--severe", type=float, default=SEVERE_LPIPS, help="LPIPS threshold of a severely distorted frame")
+    p.add_argument("--vmaf", action="store_true", help='also VMAF v0.6.1 per point (pip install "promptlab[vmaf]")')
     p.add_argument("-o", "--output", default="sweep", help="output folder (default ./sweep)")
     p.add_argument("--force", action="store_true", help="overwrite streams and tables in the output folder")
     add_settings_args(p)
@@ -93,9 +94,12 @@ def main(argv: list[str]) -> int:
         if (out / name).exists() and not a.force:
             raise PromptlabError(f"{out / name} already exists (use --force to overwrite)")
     baseline = None if a.baseline == "none" else a.baseline
+    from promptlab.metrics.frame import FrameMetrics
+
+    metrics = FrameMetrics(vmaf=a.vmaf)
     done = None
     for rec in run_sweep(a.source, settings, ranks, intervals, out, frames=frames, baseline=baseline,
-                         severe=a.severe, force=a.force):
+                         metrics=metrics, severe=a.severe, force=a.force):
         if isinstance(rec, records.KeyframeDone):
             print(f"  keyframe {rec.keyframe}: loss {rec.first_loss:.4f} -> {rec.loss:.4f}", file=sys.stderr)
         elif isinstance(rec, SweepPoint):

@@ -56,9 +56,14 @@ def _num(v, fmt: str) -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def _has_vmaf(comp: Comparison) -> bool:
+    return any(r.metrics and r.metrics[0].get("vmaf") is not None for r in comp.renditions)
+
+
 def _rd_table(comp: Comparison) -> str:
+    vmaf = _has_vmaf(comp)
     head = ["method", "kbps", "LPIPS (lower is better)", "PSNR dB (higher)", "SSIM (higher)",
-            "MS-SSIM (higher)", "severe frames", "worst frame"]
+            "MS-SSIM (higher)", *(["VMAF (higher)"] if vmaf else []), "severe frames", "worst frame"]
     rows = []
     metric = comp.ranking_metric()
     for s in summary(comp):
@@ -67,6 +72,7 @@ def _rd_table(comp: Comparison) -> str:
         sev = m.get("severe_ratio")
         cells = [escape(s["label"]), _num(s["kbps"], ".1f"), _num(m.get("lpips"), ".4f"), _num(m.get("psnr"), ".2f"),
                  _num(m.get("ssim"), ".4f"), _num(m.get("ms_ssim"), ".4f"),
+                 *([_num(m.get("vmaf"), ".2f")] if vmaf else []),
                  "n/a" if sev is None else f"{sev:.1%}",
                  f"{worst.get('frame', 'n/a')} ({NAMES[metric]} {_num(worst.get('value'), '.3f')})"]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -80,7 +86,7 @@ def _better(metric: str) -> str:
 def _plots(comp: Comparison) -> list[str]:
     frames = [comp.first_frame + i for i in range(comp.n_frames)]
     out = []
-    metrics = ["lpips", "psnr"] if comp.has_lpips else ["psnr"]
+    metrics = (["lpips", "psnr"] if comp.has_lpips else ["psnr"]) + (["vmaf"] if _has_vmaf(comp) else [])
     for m in metrics:
         unit = " (dB)" if m == "psnr" else ""
         pts = [(r.label, [r.kbps], [sum(x[m] for x in r.metrics) / len(r.metrics)])

@@ -28,7 +28,7 @@ from promptlab.export.compose import (
 )
 from promptlab.metrics import HIGHER_IS_BETTER
 
-NAMES = {"lpips": "LPIPS", "psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM"}
+NAMES = {"lpips": "LPIPS", "psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "vmaf": "VMAF"}
 
 
 def worst_frames(rows: Sequence[dict], n: int, metric: str) -> list[int]:

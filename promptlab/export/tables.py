@@ -2,7 +2,7 @@
 
 Columns are `frame` (index in the source clip) and, per rendition, `<name>_<quantity>`:
 bytes (stream bytes attributed to the frame), kbps (those bytes as a rate), gen_ms, lpips,
-psnr (dB), ssim, ms_ssim. A value that was not measured is empty in CSV and null in JSON,
+psnr (dB), ssim, ms_ssim, vmaf (with --vmaf). A value that was not measured is empty in CSV and null in JSON,
 never a made-up number.
 """
 
@@ -21,7 +21,7 @@ from promptlab.io.atomic import check_target
 from promptlab.metrics import HIGHER_IS_BETTER, METRICS, summarize
 
 QUANTITIES = ("bytes", "kbps", "gen_ms", *METRICS)
-UNITS = {"bytes": "bytes", "kbps": "kbit/s", "gen_ms": "ms", "lpips": "", "psnr": "dB", "ssim": "", "ms_ssim": ""}
+UNITS = {"bytes": "bytes", "kbps": "kbit/s", "gen_ms": "ms", "lpips": "", "psnr": "dB", "ssim": "", "ms_ssim": "", "vmaf": ""}
 
 
 def columns(comp: Comparison) -> list[str]:

@@ -49,6 +49,7 @@ class RunSpec:
     baseline: str | None = None               # "h265" | "h264": also this codec at the achieved rate
     lpips_net: str = "alex"
     maps: bool = False                        # LPIPS spatial maps per frame (the GUI's difference view)
+    vmaf: bool = False                        # also VMAF per frame (needs the vmaf extra)
     cache_root: str | None = None             # results cache folder (default: the user's cache)
 
     def __post_init__(self) -> None:
@@ -66,7 +67,7 @@ def check_cancel(cancel: Any) -> None:
 class Scorer:
     """Scores reconstructions against the originals read once for the run; one home for the metrics."""
 
-    def __init__(self, originals: list[np.ndarray] | None, lpips_net: str, maps: bool) -> None:
+    def __init__(self, originals: list[np.ndarray] | None, lpips_net: str, maps: bool, vmaf: bool = False) -> None:
         self.originals, self.maps, self.metrics = originals, maps, None
         if originals is None:
             self.status = Scoring(measured=False, lpips_available=False,
@@ -75,15 +76,18 @@ class Scorer:
         from promptlab.metrics import FrameMetrics, lpips_status
 
         ok, why = lpips_status(lpips_net)
-        self.metrics = FrameMetrics(lpips_net=lpips_net, device="cpu", need_lpips=bool(ok))
+        self.metrics = FrameMetrics(lpips_net=lpips_net, device="cpu", need_lpips=bool(ok), vmaf=vmaf)
         self.status = Scoring(measured=True, lpips_available=bool(ok),
                               message="" if ok else f"LPIPS unavailable: run promptlab fetch-weights lpips ({why})")
 
     def frame(self, stage: str, index: int, image: np.ndarray, **numbers: Any) -> FrameResult:
         rec = FrameResult(index=index, stage=stage, image=image, **numbers)
         if self.metrics is not None and index < len(self.originals):
-            m = self.metrics.compute_batch([self.originals[index]], [image], maps=self.maps)[0]
+            o = self.originals
+            m = self.metrics.compute_batch([o[index]], [image], maps=self.maps, prev_ref=o[index - 1] if index else None,
+                                           next_ref=o[index + 1] if index + 1 < len(o) else None)[0]
             rec.lpips, rec.psnr, rec.ssim, rec.ms_ssim = m["lpips"], m["psnr"], m["ssim"], m["ms_ssim"]
+            rec.vmaf = m["vmaf"]
             rec.lpips_map = m.get("lpips_map")
         return rec
 
@@ -96,7 +100,7 @@ def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: floa
     mean = s["mean"]
     gen = [r.gen_ms for r in rows if r.gen_ms is not None]
     return Summary(method=method, n_frames=len(rows), total_bytes=int(total_bytes), kbps=float(kbps),
-                   lpips=mean["lpips"], psnr=mean["psnr"], ssim=mean["ssim"], ms_ssim=mean["ms_ssim"],
+                   lpips=mean["lpips"], psnr=mean["psnr"], ssim=mean["ssim"], ms_ssim=mean["ms_ssim"], vmaf=mean["vmaf"],
                    severe_frames=s["severe_count"], gen_ms=float(np.mean(gen)) if gen else None, extra=extra)
 
 
@@ -108,11 +112,11 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
     """
     cache = ResultsCache(spec.cache_root)
     stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
-    if stored is not None and reusable(stored, spec.settings):
+    if stored is not None and reusable(stored, spec.settings, vmaf=spec.vmaf):
         yield from replay(stored)
         return
     originals = _originals(spec)
-    scorer = Scorer(originals, spec.lpips_net, spec.maps)
+    scorer = Scorer(originals, spec.lpips_net, spec.maps, spec.vmaf)
     yield scorer.status
     if spec.stream:
         stream, share = Path(spec.stream), 0.0
@@ -131,11 +135,11 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
         yield from _baseline(spec, cache, scorer, summary.kbps, cancel)
 
 
-def reusable(res: Result, settings: Settings) -> bool:
+def reusable(res: Result, settings: Settings, vmaf: bool = False) -> bool:
     """A stored result stands for a new run only if nothing it reports would differ.
 
     Its generation times hold for the cache policy they were measured with; a result measured
-    without LPIPS is redone once LPIPS weights exist; a result stored by an older layout is
+    without LPIPS is redone once LPIPS weights exist, one without VMAF when VMAF is asked for; a result stored by an older layout is
     redone (its stream is reused, so that costs a decode, not an encode).
     """
     from promptlab.metrics import lpips_status
@@ -144,6 +148,8 @@ def reusable(res: Result, settings: Settings) -> bool:
     if "method" not in res.summary or not isinstance(extra, dict):
         return False
     if extra.get("cache") != cache_label(settings.cache, settings.cache_threshold):
+        return False
+    if vmaf and extra.get("measured", True) and res.summary.get("vmaf") is None:
         return False
     return bool(extra.get("lpips_available")) or not extra.get("measured", True) or not lpips_status("alex")[0]
 

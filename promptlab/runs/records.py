@@ -64,6 +64,7 @@ class FrameResult:
     psnr: float | None = None
     ssim: float | None = None
     ms_ssim: float | None = None
+    vmaf: float | None = None   # only when the run asked for VMAF
     image: np.ndarray | None = field(default=None, repr=False)
     lpips_map: np.ndarray | None = field(default=None, repr=False)
 
@@ -92,6 +93,7 @@ class Summary:
     psnr: float | None = None
     ssim: float | None = None
     ms_ssim: float | None = None
+    vmaf: float | None = None
     severe_frames: int | None = None
     gen_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)

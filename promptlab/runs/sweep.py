@@ -38,6 +38,7 @@ class SweepPoint:
     ssim: float
     ms_ssim: float
     severe_ratio: float | None
+    vmaf: float | None = None  # when the metrics object scores VMAF
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -56,7 +57,7 @@ def _score(metrics: Any, originals: list[np.ndarray], recon: list[np.ndarray], s
     s = summarize(score(metrics, originals, recon), severe=severe)
     mean = s["mean"]
     return {"lpips": mean.get("lpips"), "psnr": mean["psnr"], "ssim": mean["ssim"], "ms_ssim": mean["ms_ssim"],
-            "severe_ratio": mean.get("severe_ratio")}
+            "severe_ratio": mean.get("severe_ratio"), "vmaf": mean.get("vmaf")}
 
 
 def run_sweep(source: str | Path, base: Settings, ranks: list[int], intervals: list[int], out_dir: Path, *,

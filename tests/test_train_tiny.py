@@ -232,3 +232,39 @@ def test_encode_refuses_an_amortised_start_without_a_prompt_encoder(tmp_path: Pa
     rc = main(["encode", str(video), "-o", str(out), "--size", "32", "--start", "amortised", "--iters", "1",
                "--first-iters", "1", "--quiet"])
     assert rc != 0 and not out.exists() and not list(tmp_path.glob("o.plab.partial*"))
+
+
+def test_warm_start_loads_every_module_the_file_has_and_new_token_positions_learn(tmp_path: Path) -> None:
+    """--init continues a trained model: modules in the file load exactly; token positions (absent
+    from an older file) start at zero, leave the model unchanged at first, and then train."""
+    from promptlab.models.tiny import save_tiny, trained_model
+
+    ds = synthetic()
+    old = train(ds, mini(0, ae_steps=2, steps=2))
+    path = tmp_path / "old.safetensors"
+    save_tiny(trained_model(old.modules, old.config, "old", torch.device("cpu"), torch.float32),
+              path, "old", config=old.config)
+    cfg = mini_config()
+    cfg["parts"]["token_positions"] = True
+    tc = TrainConfig(seed=5, ae_steps=0, steps=0, batch=6, clip_batch=1, min_rank=1, config=cfg, init=str(path))
+    warm = train(ds, tc)
+    before = _state(old)
+    after = _state(warm)
+    assert set(after) - set(before) == {"tokens.weight"}
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert not after["tokens.weight"].any()
+    tc.steps = 3
+    moved = _state(train(ds, tc))
+    assert moved["tokens.weight"].abs().max() > 0
+
+
+def test_lpips_term_enters_the_generator_loss() -> None:
+    """With w_lpips the step reports the real LPIPS and the loss grows by w·LPIPS."""
+    ds = synthetic()
+    base = train(ds, mini(0, ae_steps=1, steps=1))
+    tc = mini(0, ae_steps=1, steps=1)
+    tc.w_lpips, tc.lpips_net = 0.5, "alex"
+    res = train(ds, tc)
+    row, ref = res.history[-1], base.history[-1]
+    assert 0 < row["lpips"] < 1
+    assert row["loss"] == pytest.approx(ref["loss"] + 0.5 * row["lpips"], rel=1e-4)

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="also write the per-step history here (JSON lines)")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="also write OUT-stepK.safetensors every K generator steps")
+    p.add_argument("--init", help="start from this tiny weights file (modules it lacks start fresh); "
+                   "use with --ae-steps 0 to continue a trained model")
+    p.add_argument("--lpips", type=float, default=None, metavar="W",
+                   help="add W x LPIPS to the generator loss (needs fetch-weights lpips)")
+    p.add_argument("--lpips-net", choices=("vgg", "alex"), default=None)
+    p.add_argument("--lr", type=float, default=None, help="generator / prompt encoder learning rate")
+    p.add_argument("--lr-decoder", type=float, default=None, help="decoder learning rate in phase B")
     p.add_argument("--force", action="store_true")
     return p
 
@@ -61,9 +68,14 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(max(1, a.threads))
     tc = TrainConfig(seed=a.seed, minutes=a.minutes)
-    for key in ("ae_steps", "steps", "batch"):
+    if a.init:
+        if not Path(a.init).is_file():
+            raise PromptlabError(f"--init {a.init}: no such weights file")
+        tc.init = str(a.init)
+    for key, field in (("ae_steps", "ae_steps"), ("steps", "steps"), ("batch", "batch"), ("lpips", "w_lpips"),
+                       ("lpips_net", "lpips_net"), ("lr", "lr"), ("lr_decoder", "lr_decoder")):
         if getattr(a, key) is not None:
-            setattr(tc, key, getattr(a, key))
+            setattr(tc, field, getattr(a, key))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promptlab-train-") as unpacked:  # removed on success and failure
         videos = data.find_videos(a.data, Path(unpacked))

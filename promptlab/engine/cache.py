@@ -34,7 +34,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -76,9 +76,10 @@ class Factors:
     u1: torch.Tensor
     v1: torch.Tensor
     alphas: torch.Tensor  # (N,)
+    offset: torch.Tensor | None = None  # (1, 77, D): the model's token positions, added to every c
 
     def select(self, idx: list[int]) -> Factors:
-        return Factors(self.u0, self.v0, self.u1, self.v1, self.alphas[idx])
+        return Factors(self.u0, self.v0, self.u1, self.v1, self.alphas[idx], self.offset)
 
     def project(self, linear: torch.nn.Linear) -> torch.Tensor:
         """linear(c(a)) for every frame (N, 77, d) at rank-r cost."""
@@ -89,6 +90,8 @@ class Factors:
         u = torch.lerp(self.u0.to(w.device, w.dtype), self.u1.to(w.device, w.dtype), a)  # (N, 77, r)
         # the 1/√r scale goes on the small (N, r, d) side, not on the (N, 77, d) result
         out = torch.bmm(u, torch.lerp(p0, p1, a) * (1 / math.sqrt(self.u0.shape[-1])))
+        if self.offset is not None:
+            out = out + self.offset.to(w.device, w.dtype) @ w.t()
         return out if linear.bias is None else out + linear.bias
 
 
@@ -266,6 +269,8 @@ class UnetCache:
         n = context.shape[0]
         policy = self.control.policy if not self.why_off else "none"
         factors = self.factors if self.factors is not None and self.factors.alphas.shape[0] == n else None
+        if factors is not None and self.model.token_positions is not None:
+            factors = replace(factors, offset=self.model.token_positions.weight.detach())
         if policy == "none" or (x.shape[0] != 1 and n > 1):
             self.policy_used, self.anchors, self._last = "none", list(range(n)), None
             return self.model.default_unet_call(_batch(x, n), t, context)

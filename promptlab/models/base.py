@@ -50,6 +50,9 @@ class Model:
     # names the weights actually loaded (models/files.fingerprint, or "random-…"): part of every
     # cache and resume identity, so results are never reused across different weights
     fingerprint: str = ""
+    # a learned per-token offset added to every context before the UNet (tiny's TokenPositions);
+    # part of the model, not of the stream. A cache reads it to project factor prompts exactly.
+    token_positions: nn.Module | None = None
     _encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +72,8 @@ class Model:
              call: UnetCall | None = None) -> torch.Tensor:
         """eps = UNet(x, t, context) through `call` (a cache) or the plain UNet; the eps parameterisation
         is applied here, so a cache only ever replaces the UNet forward."""
+        if self.token_positions is not None:
+            context = self.token_positions(context)
         eps = (call or self.default_unet_call)(x.to(self.dtype), t, context.to(self.dtype))
         if self.eps_skip == 0.0 and self.eps_gain == 1.0:
             return eps

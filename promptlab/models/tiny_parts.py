@@ -91,6 +91,23 @@ class PositionalConvIn(nn.Module):
         return self.conv(x) + pos.to(x.dtype)
 
 
+class TokenPositions(nn.Module):
+    """A learned offset per prompt token, added to every context before the UNet (not transmitted).
+
+    The UNet's cross-attention has no notion of token order, so without it a prompt spends part
+    of each token's few rank-r coefficients saying *where* the token belongs; with it a token's
+    coefficients carry only content, and the positional conv_in map can address it directly.
+    Starts at zero (the model behaves as without it).
+    """
+
+    def __init__(self, dim: int, tokens: int = TOKENS) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, tokens, dim))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return context + self.weight.to(context.dtype)
+
+
 class PromptEncoder(nn.Module):
     """Latent (N, C, 16, 16) -> rank-nested U (N, 77, R), V (N, R, D) (see module doc)."""
 
@@ -123,9 +140,12 @@ class PromptEncoder(nn.Module):
 
 
 def build_parts(cfg: dict[str, Any]) -> dict[str, nn.Module]:
-    """encoder, decoder, prompt encoder from the `parts` section of a weights file's config."""
+    """encoder, decoder, prompt encoder (and token positions) from the `parts` section of a weights file's config."""
     lc = int(cfg.get("latent_channels", 4))
-    return {
+    extra: dict[str, nn.Module] = {}
+    if cfg.get("token_positions"):
+        extra["tokens"] = TokenPositions(int(cfg.get("dim", 128)))
+    return {**extra,
         "encoder": TinyEncoder(lc, tuple(cfg.get("encoder_channels", (32, 64, 128)))),
         "decoder": TinyDecoder(lc, tuple(cfg.get("decoder_channels", (128, 64, 32))),
                                tuple(cfg.get("decoder_blocks", (2, 1, 1)))),

@@ -34,6 +34,8 @@ from promptlab.engine.generator import forward
 from promptlab.models.tiny import build_trained, trained_config, trained_model
 from promptlab.train.data import CLIP_LEN, Dataset
 
+TOKEN_LR_FACTOR = 5.0
+
 
 @dataclass
 class TrainConfig:
@@ -50,6 +52,9 @@ class TrainConfig:
     w_reg: float = 0.001
     blend: float = 0.05
     minutes: float = 0.0         # wall-clock cap over both phases (0: none)
+    init: str = ""               # start from this weights file's modules (new modules start fresh)
+    w_lpips: float = 0.0         # weight of an LPIPS term in phase B (0: MSE only)
+    lpips_net: str = "vgg"       # its backbone (real weights: fetch-weights lpips)
     config: dict[str, Any] = field(default_factory=trained_config)
 
 
@@ -132,6 +137,8 @@ def train(ds: Dataset, tc: TrainConfig, log: Callable[[dict[str, float]], None] 
     gen = torch.Generator().manual_seed(tc.seed + 2)
     cfg = tc.config
     mods = build_trained(cfg, seed=tc.seed + 3)
+    if tc.init:
+        load_init(mods, tc.init)
     sampler = Sampler(ds, tc.seed)
     history: list[dict[str, float]] = []
     deadline = t0 + tc.minutes * 60 if tc.minutes > 0 else math.inf
@@ -161,23 +168,32 @@ def train(ds: Dataset, tc: TrainConfig, log: Callable[[dict[str, float]], None] 
     # phase B: generator and prompt space
     model = trained_model(mods, cfg, "training", torch.device("cpu"), torch.float32, frozen=False)
     enc.requires_grad_(False).eval()
+    # token positions start at zero and must grow to the contexts' scale: a faster rate
+    tokens = list(mods["tokens"].parameters()) if "tokens" in mods else []
+    rates = (tc.lr, tc.lr_decoder, TOKEN_LR_FACTOR * tc.lr)
     opt = torch.optim.Adam([
-        {"params": [*unet.parameters(), *penc.parameters()], "lr": tc.lr},
-        {"params": list(dec.parameters()), "lr": tc.lr_decoder},
+        {"params": [*unet.parameters(), *penc.parameters()], "lr": rates[0]},
+        {"params": list(dec.parameters()), "lr": rates[1]},
+        {"params": tokens, "lr": rates[2]},
     ])
     max_rank = int(cfg["parts"]["max_rank"])
+    perceptual = None
+    if tc.w_lpips > 0:
+        from promptlab.metrics.perceptual import load_lpips
+
+        perceptual = load_lpips(tc.lpips_net)
     b_done = 0
     for step in range(1, tc.steps + 1 if not capped else 1):
         if time.perf_counter() > deadline:
             capped = True
             break
         warm = min(1.0, step / 100)
-        for g, base in zip(opt.param_groups, (tc.lr, tc.lr_decoder)):
+        for g, base in zip(opt.param_groups, rates):
             g["lr"] = base * warm
-        loss, stats = _generator_step(model, sampler, tc, gen, max_rank)
+        loss, stats = _generator_step(model, sampler, tc, gen, max_rank, perceptual)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([*unet.parameters(), *penc.parameters(), *dec.parameters()], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
         b_done = step
         if checkpoint is not None and every and step % every == 0:
@@ -187,8 +203,20 @@ def train(ds: Dataset, tc: TrainConfig, log: Callable[[dict[str, float]], None] 
     return Result(mods, cfg, history, a_done, b_done, time.perf_counter() - t0, capped)
 
 
+def load_init(mods: dict[str, torch.nn.Module], path: str) -> None:
+    """Warm start: every module the weights file holds is loaded strictly; modules it lacks
+    (e.g. token positions added since) keep their fresh initialisation."""
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    for name, mod in mods.items():
+        sub = {k[len(name) + 1:]: v.float() for k, v in state.items() if k.startswith(name + ".")}
+        if sub:
+            mod.load_state_dict(sub)
+
+
 def _generator_step(model: Any, sampler: Sampler, tc: TrainConfig, gen: torch.Generator,
-                    max_rank: int) -> tuple[torch.Tensor, dict[str, float]]:
+                    max_rank: int, perceptual: Any = None) -> tuple[torch.Tensor, dict[str, float]]:
     enc, penc = model.parts["encoder"], model.parts["prompt"]
     n_single = tc.batch - 2 * tc.clip_batch
     singles = to_float(sampler.images(n_single))
@@ -224,8 +252,13 @@ def _generator_step(model: Any, sampler: Sampler, tc: TrainConfig, gen: torch.Ge
     x0, images = forward(model, z, ctx)
     mse = F.mse_loss(images, targets)
     loss = mse + tc.w_latent * F.mse_loss(x0, lat_t) + tc.w_reg * ctx.abs().mean()
-    return loss, {"mse": float(mse.detach()), "psnr": _psnr(images, targets),
-                  "c_abs": float(ctx.detach().abs().mean())}
+    stats = {"mse": float(mse.detach()), "psnr": _psnr(images, targets),
+             "c_abs": float(ctx.detach().abs().mean())}
+    if perceptual is not None:
+        lp = perceptual(images.clamp(-1, 1), targets).mean()
+        loss = loss + tc.w_lpips * lp
+        stats["lpips"] = float(lp.detach())
+    return loss, stats
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:

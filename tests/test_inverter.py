@@ -87,3 +87,17 @@ def test_plateau_halves_lr(setup) -> None:
     _, its = fit0(setup, iters=12, lr=5.0, lr_min=0.5)
     # lr 5 is far too large: the best loss stalls, so the schedule must have lowered it
     assert its[-1].lr < 5.0 and its[-1].lr >= 0.5
+
+
+def test_lpips_perceptual_term_is_the_real_lpips_vgg() -> None:
+    """`perceptual="lpips"` resolves to LPIPS-VGG (weights fetched) and its term is the real LPIPS."""
+    from promptlab.engine.losses import make_loss, resolve_perceptual
+    from promptlab.metrics.perceptual import load_lpips
+
+    assert resolve_perceptual("lpips") == "lpips"
+    loss = make_loss(Settings(perceptual="lpips", w_mse=0.0, w_reg=0.0, w_perceptual=1.0), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    ref = load_lpips("vgg")(a, b).view(-1)
+    assert torch.allclose(loss(a, b, torch.zeros(2, 77, 8)), ref)
+    assert torch.allclose(loss(a, a, torch.zeros(2, 77, 8)), torch.zeros(2), atol=1e-6)

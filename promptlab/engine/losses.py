@@ -3,8 +3,11 @@
 The reference perceptual term is an MSE of VGG-19 conv features (all 16 conv layers, before
 ReLU, ImageNet-normalised; here the mean over layers of each layer's MSE). VGG-19 weights are
 only used if torchvision's file `vgg19-dcbbe9e9.pth` is in the torch hub cache; otherwise the
-term falls back to 1 − MS-SSIM (weight-free), and the name of the term actually used is
-reported in every output. A randomly initialised VGG is never used as a loss.
+term falls back to 1 − MS-SSIM (weight-free). `lpips` asks for LPIPS-VGG (the real VGG16 backbone
+and heads that `fetch-weights lpips` provides; the Promptus paper's own variant is
+0.8·MSE + 0.2·LPIPS). It is not the automatic fallback because on a CPU it costs ~50× MS-SSIM per
+iteration (docs/engines.md). The name of the term actually used is reported in every output. A
+randomly initialised network is never used as a loss.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ def vgg19_path() -> Path:
 
 
 def resolve_perceptual(name: str) -> str:
-    """The perceptual term that will really be used: 'vgg' only if its weights are here."""
+    """The perceptual term that will really be used: a network only if its real weights are here."""
     if name == "vgg" and not vgg19_path().exists():
         return "ms-ssim"
+    if name == "lpips":
+        from promptlab.metrics.weights import lpips_status
+
+        return name if lpips_status("vgg")[0] else "ms-ssim"
     return name
 
 
@@ -70,6 +77,17 @@ def _vgg_term(device: torch.device) -> PerFrame:
     return term
 
 
+def _lpips_term(device: torch.device) -> PerFrame:
+    from promptlab.metrics.perceptual import load_lpips
+
+    net = load_lpips("vgg", device)
+
+    def term(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return net(images.clamp(-1, 1), targets).view(-1)
+
+    return term
+
+
 def _ms_ssim_term() -> PerFrame:
     from promptlab.metrics.ssim import ms_ssim
 
@@ -81,7 +99,7 @@ def _ms_ssim_term() -> PerFrame:
 
 @dataclass
 class Loss:
-    """Per-frame inversion loss; `perceptual` names the term used ('vgg', 'ms-ssim' or 'none')."""
+    """Per-frame inversion loss; `perceptual` names the term used ('vgg', 'lpips', 'ms-ssim' or 'none')."""
 
     w_mse: float
     w_perceptual: float
@@ -105,6 +123,8 @@ def make_loss(settings: Settings, device: torch.device) -> Loss:
     term: PerFrame | None = None
     if name == "vgg":
         term = _vgg_term(device)
+    elif name == "lpips":
+        term = _lpips_term(device)
     elif name == "ms-ssim":
         term = _ms_ssim_term()
     return Loss(settings.w_mse, settings.w_perceptual, settings.w_reg, name, term)

@@ -22,6 +22,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
 
 from promptlab.gui.session import Session  # noqa: E402
+from promptlab.runs.records import FrameResult, Progress, Stage  # noqa: E402
 from promptlab.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def pg_point(x, y):
 
 
 def test_run_plots_seek_rerun_and_reuse(qtbot, win):
-    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
     assert win.runner.jobs_started == 1
     # one point per frame on every plot, one reconstruction per frame in the viewer
     assert sorted(win.plots.quality.values) == list(range(N))
@@ -83,7 +84,7 @@ def test_run_plots_seek_rerun_and_reuse(qtbot, win):
     assert sorted(win.viewer.recon) == list(range(N))
     assert win.viewer.recon[0].shape == (64, 64, 3)
     total = sum(win.plots.bytes.values.values())
-    assert total == pytest.approx(win.summary["total_bytes"], rel=1e-6)  # every byte counted
+    assert total == pytest.approx(win.state.summary.total_bytes, rel=1e-6)  # every byte counted
     # clicking a plot point seeks the viewer
     win.seek(0)
     click_plot_point(qtbot, win, 7)
@@ -93,24 +94,54 @@ def test_run_plots_seek_rerun_and_reuse(qtbot, win):
     qtbot.keyClick(win, Qt.Key.Key_Right)
     assert win.viewer.index == 8
     # change rank: results become stale, a re-run computes new ones
-    first_key = win.shown_key
+    first_key = win.state.shown_key
     win.controls.rank.setValue(2)
     assert win.is_stale() and "STALE" in win.banner.text()
-    assert run_and_wait(qtbot, win) == "finished", win.last_error
-    assert win.runner.jobs_started == 2 and win.shown_key != first_key
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
+    assert win.runner.jobs_started == 2 and win.state.shown_key != first_key
     # back to the first rank: the stored result comes back and no job runs
     win.controls.rank.setValue(4)
     assert win.is_stale()
     assert run_and_wait(qtbot, win) == "cached"
-    assert win.runner.jobs_started == 2 and win.shown_key == first_key
+    assert win.runner.jobs_started == 2 and win.state.shown_key == first_key
     assert sorted(win.plots.quality.values) == list(range(N)) and len(win.viewer.recon) == N
     assert not win.is_stale()
+
+
+def test_the_plotted_points_are_the_run_services_records(qtbot, win, tmp_path):
+    """The window plots exactly what run_lab yields for the same settings, live and replayed from the cache."""
+    from promptlab.runs.lab import RunSpec, run_lab
+
+    s, st = win.controls.settings(), win.state
+    spec = RunSpec(settings=s, source=st.source, frames=st.run_frames(), cache_root=str(tmp_path / "direct"))
+    direct = [r for r in run_lab(spec) if isinstance(r, FrameResult) and r.stage == "decode"]
+    assert [r.index for r in direct] == list(range(N))
+
+    def plotted_equal_records() -> None:
+        p = win.plots
+        p.redraw()
+        metric = "lpips" if p.quality_is_lpips else "psnr"
+        for series, name in ((p.quality, metric), (p.bytes, "bytes")):
+            x, y = series.item.getData()  # what is drawn
+            assert list(x) == list(range(N))
+            assert list(y) == pytest.approx([getattr(r, name) for r in direct], rel=1e-5, abs=1e-7), name
+        for mine, theirs in zip((st.rows[i] for i in range(N)), direct, strict=True):  # every number but the time
+            for k in ("index", "stage", "bytes", "keyframe", "lpips", "psnr", "ssim", "ms_ssim"):
+                a, b = getattr(mine, k), getattr(theirs, k)
+                assert a == b or a == pytest.approx(b, rel=1e-5, abs=1e-7), (mine.index, k)
+
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
+    assert win.runner.jobs_started == 1
+    plotted_equal_records()
+    win.plots.clear()
+    assert run_and_wait(qtbot, win) == "cached"
+    plotted_equal_records()
 
 
 def test_cancel_mid_run_stops_within_an_iteration(qtbot, win):
     win.controls.first_iters.setValue(100_000)  # far longer than the test
     iterations = []
-    win.runner.message.connect(lambda k, p: iterations.append(p) if k == "progress" and "iteration" in p.get("text", "") else None)
+    win.runner.record.connect(lambda r: iterations.append(r) if isinstance(r, Progress) and "iteration" in r.text else None)
     win.run()
     qtbot.waitUntil(lambda: len(iterations) >= 3, timeout=120_000)
     proc = win.runner._proc
@@ -119,7 +150,7 @@ def test_cancel_mid_run_stops_within_an_iteration(qtbot, win):
     assert sig.args == ["cancelled"]
     assert not proc.is_alive()
     assert win.controls.run_btn.isEnabled() and not win.runner.busy()
-    assert win.shown_key is None  # nothing half-done is presented as a result
+    assert win.state.shown_key is None  # nothing half-done is presented as a result
     assert not win.cache.has(win.current_key())
 
 
@@ -140,8 +171,8 @@ def test_event_loop_never_blocked_while_inverting(qtbot, win):
         if measuring["on"]:
             ticks.append((time.perf_counter(), time.thread_time()))
 
-    def on_msg(kind, payload):
-        if kind == "progress" and "iteration" in payload.get("text", "") and not measuring["on"]:
+    def on_record(rec):
+        if isinstance(rec, Progress) and "iteration" in rec.text and not measuring["on"]:
             measuring["on"] = True
             tick()
 
@@ -149,11 +180,11 @@ def test_event_loop_never_blocked_while_inverting(qtbot, win):
     timer.setInterval(10)
     timer.timeout.connect(tick)
     timer.start()
-    win.runner.message.connect(on_msg)
+    win.runner.record.connect(on_record)
     outcome = run_and_wait(qtbot, win)
     measuring["on"] = False
     timer.stop()
-    assert outcome == "finished", win.last_error
+    assert outcome == "finished", win.state.last_error
     assert len(ticks) > 50, "the run was too short to measure"
     wall = [b[0] - a[0] for a, b in zip(ticks, ticks[1:], strict=False)]
     busy = [b[1] - a[1] for a, b in zip(ticks, ticks[1:], strict=False)]
@@ -187,15 +218,15 @@ def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
     is not shown as this one's; the stored stream is decoded again (no new encode) and the timing
     plot names the policy its times were measured with."""
     win.controls.cache.setCurrentText("none")
-    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
     assert "with cache none" in win.plots.t.titleLabel.text
     stages: list[str] = []
-    win.runner.message.connect(lambda kind, p: stages.append(p["stage"]) if kind == "stage" else None)
+    win.runner.record.connect(lambda r: stages.append(r.stage) if isinstance(r, Stage) else None)
     win.controls.cache.setCurrentText("lossless")
     with qtbot.waitSignal(win.jobDone, timeout=300_000) as sig:
         win.run()
         assert "timed with cache none: decoding its stream again with cache lossless" in win.controls.status.text()
-    assert sig.args == ["finished"], win.last_error
+    assert sig.args == ["finished"], win.state.last_error
     assert win.runner.jobs_started == 2 and "decode" in stages and "encode" not in stages
     assert "with cache lossless" in win.plots.t.titleLabel.text
     assert run_and_wait(qtbot, win) == "cached" and win.runner.jobs_started == 2
@@ -205,27 +236,27 @@ def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
 def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win, tmp_path):
     """Switching the cache policy during generation applies from the next segment (no restart)."""
     win.controls.cache.setCurrentText("none")
-    frames: list[dict] = []
+    frames: list[FrameResult] = []
     switched = {"at": None}
 
-    def on_msg(kind, payload):
-        if kind == "frame" and payload.get("stage") == "decode":
-            frames.append(payload)
+    def on_record(rec):
+        if isinstance(rec, FrameResult) and rec.stage == "decode":
+            frames.append(rec)
             if switched["at"] is None:
                 switched["at"] = len(frames)
                 win.controls.cache.setCurrentText("lossless")  # while the job runs
 
-    win.runner.message.connect(on_msg)
-    assert run_and_wait(qtbot, win) == "finished", win.last_error
+    win.runner.record.connect(on_record)
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
     assert win.runner.jobs_started == 1
-    first_seg = [f for f in frames if f["keyframe"] == 0]
-    assert first_seg and all(f["reused"] == 0 for f in first_seg)  # generated before the switch
-    switched_segs = {f["keyframe"] for f in frames if f["reused"] > 0}
+    first_seg = [f for f in frames if f.keyframe == 0]
+    assert first_seg and all(f.reused == 0 for f in first_seg)  # generated before the switch
+    switched_segs = {f.keyframe for f in frames if f.reused > 0}
     assert switched_segs, "the switch never reached the running decoder"
     # a policy applies to whole segments, from the segment after the switch to the end
-    assert switched_segs == set(range(min(switched_segs), max(f["keyframe"] for f in frames) + 1))
+    assert switched_segs == set(range(min(switched_segs), max(f.keyframe for f in frames) + 1))
     # the generation-time plot holds the receiver's per-frame times of this very run
-    by_index = {f["index"]: f["gen_ms"] for f in frames}
+    by_index = {f.index: f.gen_ms for f in frames}
     assert len(win.plots.gen.values) == N
     assert [win.plots.gen.values[i] for i in range(N)] == pytest.approx([by_index[i] for i in range(N)])
     # and the window exports what the export CLI makes, from this run

@@ -204,7 +204,7 @@ def journey(tmp: Path) -> None:
     scale_after = scale()  # after 20 runs, all the view switching and the play
     phase("export")
     # a .plab opened without its original: decoded, and the plot says why there is no quality
-    stream = win.cache.path(win.shown_key) / "stream.plab"
+    stream = win.cache.path(win.state.shown_key) / "stream.plab"
     assert win.open(str(stream))
     outcomes.append(run())
     title = win.plots.q.titleLabel.text
@@ -222,7 +222,7 @@ def journey(tmp: Path) -> None:
     wait(lambda: len(done) > n)
     mid_run = done[-1]
     settle()
-    if win.viewer.recon or win.rows:
+    if win.viewer.recon or win.state.rows:
         errors.append("the stopped job's frames reached the new clip")
     outcomes.append(mid_run)
     wait(lambda: len(win.viewer.originals) == 4)

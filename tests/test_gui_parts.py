@@ -193,19 +193,22 @@ def test_report_summary_and_export_through_the_export_package(tmp_path):
 
     from promptlab.errors import PromptlabError
     from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
+    from promptlab.runs.records import FrameResult, Summary
 
-    s = {"kbps": 100.0, "kbps_without_init": 40.0, "total_bytes": 1234, "mean_lpips": None,
-         "mean_psnr": 25.5, "mean_gen_ms": 3.0, "model": "tiny (random weights)"}
+    s = Summary(method="promptlab", n_frames=4, total_bytes=1234, kbps=100.0, psnr=25.5, gen_ms=3.0,
+                extra={"kbps_without_init": 40.0, "model": "tiny (random weights)"})
     t = summary_text(s)
     assert "100.0 kbps every byte counted" in t and "PSNR 25.50 dB (LPIPS unavailable)" in t
+    b = Summary(method="h265", n_frames=4, total_bytes=1300, kbps=101.5, psnr=31.25)
+    assert "H265 at 101.5 kbps: mean PSNR 31.25 dB" in summary_text(s, b)
     rng = np.random.default_rng(0)
     originals = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(4)]
     recon = {i: 255 - f for i, f in enumerate(originals)}
-    rows = {i: {"lpips": None, "psnr": 10.0 + i, "ssim": 0.5, "ms_ssim": 0.5, "bytes": 100.0, "gen_ms": 2.0}
+    rows = {i: FrameResult(index=i, stage="decode", bytes=100.0, gen_ms=2.0, psnr=10.0 + i, ssim=0.5, ms_ssim=0.5)
             for i in range(4)}
     with pytest.raises(PromptlabError, match="run the lab first"):
-        comparison(originals, {}, rows, {}, {}, s, 30.0, 0, "tiny", 8)
-    comp = comparison(originals, recon, rows, {}, {}, s, 30.0, 10, "tiny", 8)
+        comparison(originals, {}, rows, {}, {}, s, None, 30.0, 0, "tiny", 8)
+    comp = comparison(originals, recon, rows, {}, {}, s, None, 30.0, 10, "tiny", 8)
     files = export_all(tmp_path, comp, 2)
     assert [p.name for p in files] == list(EXPORT_FILES) and all(p.exists() for p in files)
     table = list(csv.DictReader((tmp_path / "metrics.csv").open()))
@@ -217,30 +220,6 @@ def test_report_summary_and_export_through_the_export_package(tmp_path):
     export_all(tmp_path, comp, 2, force=True)
 
 
-def test_lpips_map_uses_the_loaded_model_with_spatial_on():
-    import torch
-
-    from promptlab.gui.jobs import _lpips_map
-
-    class Stand:  # stands in for a loaded lpips.LPIPS: returns |a-b| per pixel when spatial
-        spatial = False
-
-        def __call__(self, a, b):
-            d = (a - b).abs().mean(1, keepdim=True) / 2
-            return d if self.spatial else d.mean((2, 3), keepdim=True)
-
-    class M:
-        lpips_model = Stand()
-
-    a = np.zeros((8, 8, 3), np.uint8)
-    b = a.copy()
-    b[:, 4:] = 255
-    m = _lpips_map(M(), a, b)
-    assert m.shape == (8, 8) and m[:, :4].max() == 0 and m[:, 4:].min() == 255
-    assert M.lpips_model.spatial is False and torch is not None
-    assert _lpips_map(object(), a, b) is None
-
-
 def test_job_module_imports_without_qt():
     """The worker process imports promptlab.gui.jobs; it must not need Qt."""
     import subprocess
@@ -248,7 +227,7 @@ def test_job_module_imports_without_qt():
     code = ("import sys\nclass B:\n    def find_spec(self, n, p=None, t=None):\n"
             "        if n.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'):\n"
             "            raise ImportError(n)\nsys.meta_path.insert(0, B())\n"
-            "import promptlab.gui.jobs, promptlab.runs.results, promptlab.gui.session, promptlab.gui.report\n"
+            "import promptlab.gui.jobs, promptlab.gui.state, promptlab.gui.session, promptlab.gui.report\n"
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=TESTS.parent, timeout=300)
@@ -391,6 +370,8 @@ def test_export_before_any_run_and_after_a_cached_result(window, clip, qtbot, tm
     from PySide6.QtWidgets import QFileDialog
 
     from promptlab.gui.report import EXPORT_FILES
+    from promptlab.runs.lab import cache_label
+    from promptlab.runs.records import FrameResult, Summary
 
     out = tmp_path / "export"
     out.mkdir()
@@ -400,11 +381,13 @@ def test_export_before_any_run_and_after_a_cached_result(window, clip, qtbot, tm
     window.export_dialog()  # nothing to export yet
     assert "cannot export" in window.banner.text() and not list(out.iterdir())
     originals = np.stack(window.viewer.originals)
-    rows = [{"index": i, "bytes": 100.0, "gen_ms": 1.0, "lpips": 0.1, "psnr": 30.0, "ssim": 0.9,
-             "ms_ssim": 0.9} for i in range(8)]
+    rows = [FrameResult(index=i, stage="decode", bytes=100.0, gen_ms=1.0, lpips=0.1, psnr=30.0, ssim=0.9,
+                        ms_ssim=0.9).row() for i in range(8)]
     s = window.controls.settings()
-    window.cache.save(window.current_key(), rows, {"kbps": 24.0, "model": "tiny (random weights)", "cache": s.cache,
-                                                  "total_bytes": 800, "lpips_available": True}, originals)
+    summary = Summary(method="promptlab", n_frames=8, total_bytes=800, kbps=24.0,
+                      extra={"model": "tiny (random weights)", "cache": cache_label(s.cache, s.cache_threshold),
+                             "measured": True, "lpips_available": True})
+    window.cache.save(window.current_key(), rows, summary.to_dict(), originals)
     with qtbot.waitSignal(window.jobDone) as sig:
         window.run()
     assert sig.args == ["cached"] and window.runner.jobs_started == 0
@@ -423,26 +406,27 @@ def test_opening_another_clip_mid_run_drops_the_old_job(window, clip, qtbot):
         assert window.open(str(clip("b.mkv", 5)))
     assert sig.args == ["cancelled"] and not window.runner.busy()
     qtbot.wait(200)
-    assert not window.viewer.recon and not window.rows and not window.plots.quality.values
+    assert not window.viewer.recon and not window.state.rows and not window.plots.quality.values
     assert "another source was opened" in window.controls.status.text()
-    assert window.shown_key is None and window.controls.run_btn.isEnabled()
+    assert window.state.shown_key is None and window.controls.run_btn.isEnabled()
 
 
 def test_a_stream_without_its_original_says_so(qtbot):
     """A .plab opened alone has no original: the plot and the summary say that, not "fetch weights"."""
-    from promptlab.gui.jobs import JobSpec, _metric
     from promptlab.gui.plots import PlotPanel
     from promptlab.gui.report import summary_text
+    from promptlab.runs.lab import Scorer
+    from promptlab.runs.records import Summary
 
-    metrics, ok, message = _metric(JobSpec(kind="decode", key="stream", settings={}), have_refs=False)
-    assert metrics is None and not ok and "no original" in message
+    scoring = Scorer(None, "alex", maps=True).status
+    assert not scoring.measured and not scoring.lpips_available and "no original" in scoring.message
     p = PlotPanel()
     qtbot.addWidget(p)
-    p.set_quality_metric(ok, message, measured=False)
+    p.set_quality_metric(scoring.lpips_available, scoring.message, scoring.measured)
     title = p.q.titleLabel.text
     assert "no original" in title and "fetch-weights" not in title and "PSNR" not in title
-    text = summary_text({"kbps": 10.0, "mean_lpips": None, "mean_psnr": None, "quality_measured": False,
-                         "lpips_message": message})
+    text = summary_text(Summary(method="promptlab", n_frames=3, total_bytes=100, kbps=10.0,
+                                extra={"measured": False, "lpips_message": scoring.message}))
     assert "no original" in text and "LPIPS unavailable" not in text
 
 
@@ -450,15 +434,16 @@ PARENT = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
 from PySide6.QtCore import QCoreApplication
-from promptlab.gui.jobs import JobSpec
+from promptlab.gui.jobs import Job
 from promptlab.gui.worker import JobRunner
+from promptlab.runs.lab import RunSpec
 from promptlab.settings import Settings
 app = QCoreApplication([])
 runner = JobRunner()
 got = []
-runner.message.connect(lambda kind, p: got.append(kind))
-runner.start(JobSpec(kind="run", key="k", settings=Settings().to_dict(), pipeline="test_gui_fakes:slow_pipeline"))
-while "frame" not in got:
+runner.record.connect(lambda rec: got.append(type(rec).__name__))
+runner.start(Job(RunSpec(settings=Settings()), pipeline="test_gui_fakes:slow_pipeline"))
+while "FrameResult" not in got:
     app.processEvents()
     time.sleep(0.01)
 print(runner._proc.pid, flush=True)

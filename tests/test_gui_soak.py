@@ -19,6 +19,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from promptlab.gui.session import Session  # noqa: E402
+from promptlab.runs.records import Progress  # noqa: E402
 from promptlab.settings import Settings  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def test_emits_paints_and_runs_keep_none_and_true_counts_flat(qtbot, tmp_path, m
         for i in range(frames):
             win.transport.seek(i % 8)     # indexChanged -> viewer and plot cursors
             win.controls.changed.emit()   # a bare signal
-            win.runner.message.emit("progress", {"text": "soak", "fraction": 0.5})
+            win.runner.record.emit(Progress(0.5, "soak"))  # a record through the window's handler
 
     play(50)  # warm-up: first-use caches
     win.grab()
@@ -79,7 +80,7 @@ def test_emits_paints_and_runs_keep_none_and_true_counts_flat(qtbot, tmp_path, m
         win.controls.rank.setValue(rank)
         with qtbot.waitSignal(win.jobDone, timeout=120_000) as sig:
             win.run()
-        assert sig.args == ["finished"], win.last_error
+        assert sig.args == ["finished"], win.state.last_error
         win.grab()
     assert_flat(before, 3 * 100, "job runs")
     assert np.array_equal(win.viewer.recon[7], np.full((64, 64, 3), 49, np.uint8))

@@ -274,24 +274,25 @@ def test_kill_9_during_encode_then_resume_is_byte_identical(sky_frames, tmp_path
 
 @pytest.mark.parametrize("phase", ["encode", "decode", "baseline"])
 def test_lab_job_cancels_in_every_phase_and_stores_nothing(sky_frames, tmp_path, phase):
-    """The GUI's job (Qt-free, the same code its worker process runs) stops in each phase."""
+    """The lab's run (Qt-free, what the GUI's job process and `promptlab run` iterate) stops in each phase."""
     import threading
 
     from promptlab.errors import Cancelled
-    from promptlab.gui.jobs import JobSpec, pipeline
+    from promptlab.runs.lab import RunSpec, run_lab
+    from promptlab.runs.records import Stage
     from promptlab.runs.results import ResultsCache
     from promptlab.settings import Settings
 
-    s = Settings(size=64, rank=4, interval=5, iters=2, first_iters=3, perceptual="none")
-    spec = JobSpec(kind="run", key=f"k-{phase}", settings=s.to_dict(), source=str(sky_frames), frames=(0, 6),
-                   baseline=True, cache_root=str(tmp_path / "cache"), threads=1)
+    s = Settings(size=64, rank=4, interval=5, iters=2, first_iters=3, perceptual="none", threads=1)
+    spec = RunSpec(settings=s, source=str(sky_frames), frames=(0, 6), key=f"k-{phase}", baseline="h265",
+                   cache_root=str(tmp_path / "cache"))
     cancel = threading.Event()
     seen = []
     with pytest.raises(Cancelled):
-        for kind, payload in pipeline(spec, cancel):
-            if kind == "stage":
-                seen.append(payload["stage"])
-                if payload["stage"] == phase:
+        for rec in run_lab(spec, cancel):
+            if isinstance(rec, Stage):
+                seen.append(rec.stage)
+                if rec.stage == phase:
                     cancel.set()
     assert seen[-1] == phase
     cache = ResultsCache(str(tmp_path / "cache"))

@@ -159,15 +159,15 @@ def run_gui(o: GuiOptions) -> int:
         if not win.open(source, frames=o.frames):
             if o.exit:
                 win.close()
-                raise PromptlabError(win.last_error)
-            _say(f"error: {win.last_error}")
+                raise PromptlabError(win.state.last_error)
+            _say(f"error: {win.state.last_error}")
     if o.mode:
         win.set_mode(o.mode)
     _echo_progress(win)
 
     def finish(result: str) -> None:
         outcome["value"] = result
-        _say(f"run {result}" + (f": {win.last_error}" if result == "error" and win.last_error else ""))
+        _say(f"run {result}" + (f": {win.state.last_error}" if result == "error" and win.state.last_error else ""))
         if o.seek is not None:
             win.seek(o.seek)
         if o.screenshot:
@@ -190,7 +190,7 @@ def run_gui(o: GuiOptions) -> int:
     if err is not None:
         raise PromptlabError(f"the lab stopped: {type(err).__name__}: {err}")
     if o.exit and o.run and outcome["value"] not in ("finished", "cached"):
-        raise PromptlabError(f"the run did not finish ({outcome['value']}): {win.last_error or 'see above'}")
+        raise PromptlabError(f"the run did not finish ({outcome['value']}): {win.state.last_error or 'see above'}")
     return 0
 
 

@@ -49,7 +49,7 @@ class OpeningMixin:
         except PromptlabError as exc:
             self.show_error(str(exc))
             return False
-        self.last_error = ""
+        self.state.last_error = ""
         self.banner.setVisible(False)
         return True
 
@@ -57,13 +57,13 @@ class OpeningMixin:
         from promptlab.io.video import count_frames, parse_frames, probe
 
         info = probe(path)
-        self.frames = parse_frames(self.controls.frames.text() or None)
-        n = count_frames(path, self.frames)
-        self.source, self.stream = str(path), None
+        frames = parse_frames(self.controls.frames.text() or None)
+        n = count_frames(path, frames)
+        self.state.source, self.state.stream, self.state.frames = str(path), None, frames
         self.controls.set_settings(self.controls.settings().replace(fps=info.fps))
         self.controls.set_n_frames(n)
         self.source_label.setText(f"{path}  ({info.kind}, {info.width}×{info.height}, {info.fps:g} fps, {n} frames)")
-        self.transport.set_count(n, (self.frames or (0, None))[0], info.fps)
+        self.transport.set_count(n, (frames or (0, None))[0], info.fps)
         self.plots.set_fps(info.fps)
         self._reset_results()
         self._start_loader()
@@ -73,7 +73,7 @@ class OpeningMixin:
 
         h = read_stream(path).header
         s = h.to_settings(self.controls.settings())
-        self.source, self.stream, self.frames = None, str(path), None
+        self.state.source, self.state.stream, self.state.frames = None, str(path), None
         self.controls.set_settings(s)
         self.controls.set_n_frames(h.n_frames)
         self.source_label.setText(f"{path}  (.plab, {h.model}, {h.width}×{h.height}, {h.n_frames} frames)")
@@ -83,16 +83,12 @@ class OpeningMixin:
         self.viewer.set_originals([])
 
     def _reset_results(self) -> None:
-        """Clear the results shown; a job still computing them is stopped and its messages dropped."""
+        """Clear the results shown; a job still computing them is stopped and its records dropped."""
         if self.runner.busy():
             self.abandon_job()
-        self.model_label = ""
-        self.summary = {}
-        self.rows: dict[int, dict] = {}
-        self.base_rows: dict[int, dict] = {}
+        self.state.clear_results()
         self.viewer.clear_results()
         self.plots.clear()
-        self.shown_key = None
 
     def _reload_if_needed(self) -> None:
         """A new frame range, size or crop changes the originals: read them again."""
@@ -104,8 +100,8 @@ class OpeningMixin:
             self.show_error(str(exc))
             return
         s = self.controls.settings()
-        if frames != self.frames:
-            self.open(self.source)
+        if frames != self.state.frames:
+            self.open(self.state.source)
         elif (s.size, s.crop) != self._loaded_for:
             self._start_loader()
 
@@ -114,7 +110,7 @@ class OpeningMixin:
         from promptlab.io.video import read_frames
 
         self._load_token += 1
-        token, src, frames = self._load_token, self.source, self.frames
+        token, src, frames = self._load_token, self.state.source, self.state.frames
         s = self.controls.settings()
         self._loaded_for = (s.size, s.crop)
 

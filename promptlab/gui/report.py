@@ -11,35 +11,35 @@ from typing import Any
 import numpy as np
 
 from promptlab.errors import PromptlabError
+from promptlab.runs.records import FrameResult, Summary
 
 
-def summary_text(s: dict[str, Any]) -> str:
+def summary_text(s: Summary | None, baseline: Summary | None = None) -> str:
     """One line: rate with every byte counted, quality (LPIPS, or PSNR saying why), speed, model."""
-    if not s:
+    if s is None:
         return "done"
-    if s.get("mean_lpips") is not None:
-        q = f"mean LPIPS {s['mean_lpips']:.4f} (lower is better), {s.get('severe_frames')} severe"
-    elif s.get("quality_measured", True):
-        q = f"mean PSNR {_num(s.get('mean_psnr')):.2f} dB (LPIPS unavailable)"
+    ex = s.extra
+    if s.lpips is not None:
+        q = f"mean LPIPS {s.lpips:.4f} (lower is better), {s.severe_frames} severe"
+    elif ex.get("measured", True):
+        q = f"mean PSNR {_num(s.psnr):.2f} dB (LPIPS unavailable)"
     else:
-        q = f"quality {s.get('lpips_message') or 'not measured'}"
-    b = s.get("baseline")
-    if b:
-        bq = (f"LPIPS {b['mean_lpips']:.4f}" if b.get("mean_lpips") is not None
-              else f"PSNR {_num(b.get('mean_psnr')):.2f} dB")
-        q += f"; H.265 at {b['kbps']:.1f} kbps: mean {bq}"
-    return (f"done: {_num(s.get('kbps')):.1f} kbps every byte counted "
-            f"({_num(s.get('kbps_without_init')):.1f} without the init latent), {s.get('total_bytes', 0)} B; "
-            f"{q}; mean generation {_num(s.get('mean_gen_ms')):.1f} ms/frame; model {s.get('model', '?')}")
+        q = f"quality {ex.get('lpips_message') or 'not measured'}"
+    if baseline is not None:
+        bq = f"LPIPS {baseline.lpips:.4f}" if baseline.lpips is not None else f"PSNR {_num(baseline.psnr):.2f} dB"
+        q += f"; {baseline.method.upper()} at {baseline.kbps:.1f} kbps: mean {bq}"
+    return (f"done: {s.kbps:.1f} kbps every byte counted "
+            f"({_num(ex.get('kbps_without_init')):.1f} without the init latent), {s.total_bytes} B; "
+            f"{q}; mean generation {_num(s.gen_ms):.1f} ms/frame; model {ex.get('model', '?')}")
 
 
 def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def comparison(originals: list[np.ndarray], recon: dict[int, np.ndarray], rows: dict[int, dict],
-               baseline: dict[int, np.ndarray], base_rows: dict[int, dict], summary: dict[str, Any],
-               fps: float, first_frame: int, model: str, rank: int) -> Any:
+def comparison(originals: list[np.ndarray], recon: dict[int, np.ndarray], rows: dict[int, FrameResult],
+               baseline: dict[int, np.ndarray], base_rows: dict[int, FrameResult], summary: Summary | None,
+               base_summary: Summary | None, fps: float, first_frame: int, model: str, rank: int) -> Any:
     """The window's finished run as a promptlab.export Comparison (metrics already measured, reused)."""
     from promptlab.export import Comparison, Rendition
 
@@ -47,24 +47,29 @@ def comparison(originals: list[np.ndarray], recon: dict[int, np.ndarray], rows: 
     if n == 0 or any(i not in recon for i in range(n)):
         raise PromptlabError("nothing to export yet: run the lab first (every frame needs a reconstruction)")
 
-    def metrics(r: dict[int, dict]) -> list[dict]:
-        return [{k: r.get(i, {}).get(k) for k in ("lpips", "psnr", "ssim", "ms_ssim")} for i in range(n)]
+    def value(r: dict[int, FrameResult], i: int, name: str) -> Any:
+        return getattr(r[i], name) if i in r else None
 
-    kbps = summary.get("kbps")
+    def metrics(r: dict[int, FrameResult]) -> list[dict]:
+        return [{k: value(r, i, k) for k in ("lpips", "psnr", "ssim", "ms_ssim")} for i in range(n)]
+
+    kbps = summary.kbps if summary is not None else None
     label = f"promptlab {model} r{rank}" + (f" · {kbps:.0f} kbps" if kbps else "")
     rends = [Rendition("promptlab", label, [recon[i] for i in range(n)], kbps=kbps,
-                       frame_bytes=[float(rows.get(i, {}).get("bytes") or 0) for i in range(n)],
-                       gen_ms=[float(rows.get(i, {}).get("gen_ms") or 0) for i in range(n)], metrics=metrics(rows))]
-    b = summary.get("baseline") or {}
+                       frame_bytes=[float(value(rows, i, "bytes") or 0) for i in range(n)],
+                       gen_ms=[float(value(rows, i, "gen_ms") or 0) for i in range(n)], metrics=metrics(rows))]
     if baseline and all(i in baseline for i in range(n)):
-        bk = b.get("kbps")
-        rends.append(Rendition("h265", "H.265" + (f" · {bk:.0f} kbps" if bk else ""), [baseline[i] for i in range(n)],
-                               kbps=bk, frame_bytes=[float(base_rows.get(i, {}).get("bytes") or 0) for i in range(n)],
+        bk = base_summary.kbps if base_summary is not None else None
+        codec = base_summary.method if base_summary is not None else "h265"
+        rends.append(Rendition(codec, codec.upper().replace("H26", "H.26") + (f" · {bk:.0f} kbps" if bk else ""),
+                               [baseline[i] for i in range(n)], kbps=bk,
+                               frame_bytes=[float(value(base_rows, i, "bytes") or 0) for i in range(n)],
                                metrics=metrics(base_rows)))
     note = None if all(m.get("lpips") is not None for m in rends[0].metrics or []) else \
         "LPIPS weights absent (promptlab fetch-weights lpips): ranked by PSNR"
-    return Comparison(list(originals), rends, fps, first_frame=first_frame,
-                      info={k: v for k, v in summary.items() if not isinstance(v, dict | list)}, lpips_note=note)
+    info = {} if summary is None else {k: v for k, v in {**summary.to_dict(), **summary.extra}.items()
+                                       if not isinstance(v, dict | list)}
+    return Comparison(list(originals), rends, fps, first_frame=first_frame, info=info, lpips_note=note)
 
 
 EXPORT_FILES = ("comparison.mp4", "frame.png", "worst-frames.png", "metrics.csv", "metrics.json", "report.html")

@@ -1,7 +1,9 @@
 """The lab window: controls on the left, viewer above the live plots, one job at a time.
 
-It owns the flow: open a source, run (or reuse a cached result), route job messages to the
-viewer and plots, mark results stale when a setting changes, show engine errors in the window.
+It owns the flow: open a source, run (or reuse a cached result), render the run service's
+records (one handler per record type; a cached result is its stored records replayed through
+the same handlers), mark results stale when a setting changes, show engine errors in the window.
+What it remembers lives in a Qt-free LabState (gui/state.py).
 Every failure a user can cause (export with nothing to export, a bad preset, an impossible
 target bitrate) ends as a message in the window, never as an exception out of a Qt slot.
 """
@@ -28,17 +30,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from promptlab.engine.records import Started
 from promptlab.errors import PromptlabError
 from promptlab.gui.controls import Controls
-from promptlab.gui.jobs import DEFAULT_PIPELINE, JobSpec, cache_label
+from promptlab.gui.jobs import DEFAULT_PIPELINE, Job
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
 from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
 from promptlab.gui.session import Session, save_session
+from promptlab.gui.state import LabState
 from promptlab.gui.transport import Transport
 from promptlab.gui.viewer import MODE_LABELS, MODES, Viewer
 from promptlab.gui.worker import JobRunner
-from promptlab.runs.results import Result, ResultsCache, result_key
+from promptlab.runs.lab import RunSpec, cache_label, replay, reusable
+from promptlab.runs.records import FrameResult, KeyframeFitted, Record, Scoring, Summary
+from promptlab.runs.results import Result, ResultsCache
 
 
 class MainWindow(OpeningMixin, QMainWindow):
@@ -53,15 +59,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.session = session or Session()
         self.cache = cache or ResultsCache()
         self.pipeline = DEFAULT_PIPELINE
-        self.source: str | None = None
-        self.stream: str | None = None
-        self.frames: tuple[int, int | None] | None = None
-        self.shown_key: str | None = None
-        self.running_key: str | None = None
-        self.last_error = ""
-        self.model_label = ""            # the model that made the results shown
-        self.summary: dict = {}
-        self.abandoned = False           # the running job's results no longer belong to the window
+        self.state = LabState(settings=self.session.settings)
         self._load_q: queue.Queue = queue.Queue()
         self._load_token = 0
         self._loaded_for: tuple[int, str] | None = None
@@ -73,8 +71,8 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.viewer = Viewer()
         self.transport = Transport()
         self.plots = PlotPanel()
-        self.rows: dict[int, dict] = {}
-        self.base_rows: dict[int, dict] = {}
+        self._show = {Scoring: self._show_scoring, Started: self._show_started, KeyframeFitted: self._show_keyframe,
+                      FrameResult: self._show_frame, Summary: self._show_summary}
         self.banner = QLabel("")
         self.banner.setWordWrap(True)
         self.banner.setVisible(False)
@@ -135,7 +133,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.controls.error.connect(self.show_error)
         self.controls.baseline.toggled.connect(self.viewer.set_show_baseline)
         self.controls.baseline.toggled.connect(self.plots.set_baseline_visible)
-        self.runner.message.connect(self._on_message)
+        self.runner.record.connect(self.show_record)
         self.controls.cacheChanged.connect(self.runner.set_cache)
         self.exportProgress.connect(self.controls.status.setText)
         self.runner.progress.connect(self._on_progress)
@@ -156,22 +154,17 @@ class MainWindow(OpeningMixin, QMainWindow):
 
     # ------------------------------------------------------------------ running
     def current_key(self) -> str | None:
-        if self.stream:
-            return None
-        if not self.source:
-            return None
-        return result_key(self.source, self.controls.settings(), self._frames_tuple())
-
-    def _frames_tuple(self) -> tuple[int, int] | None:
-        return None if self.frames is None else (self.frames[0], self.frames[1])
+        self.state.settings = self.controls.settings()
+        return self.state.current_key()
 
     def run(self) -> None:
         """Reuse a finished result for these settings if one exists; otherwise start one job."""
+        st = self.state
         if self.runner.busy():
-            if self.abandoned:
+            if st.abandoned:
                 self.controls.status.setText("still stopping the previous job; run again in a moment")
             return
-        if not self.source and not self.stream:
+        if not st.source and not st.stream:
             self.show_error("open a video, an image folder or a .plab stream first")
             return
         if self.controls.problem:
@@ -183,25 +176,24 @@ class MainWindow(OpeningMixin, QMainWindow):
         note = ""
         if key and self.cache.has(key, baseline=want_base):
             res = self.cache.load(key)
-            if res is not None and _metrics_current(res) and _timed_with(res, s):
+            if res is not None and reusable(res, s):
                 self.show_result(res)
                 self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
                 self.jobDone.emit("cached")
                 return
-            if res is not None and not _timed_with(res, s):
-                note = (f"the stored result was timed with cache {res.summary.get('cache') or 'unknown'}: "
+            timed = (res.summary.get("extra") or {}).get("cache") if res is not None else None
+            if timed and timed != cache_label(s.cache, s.cache_threshold):
+                note = (f"the stored result was timed with cache {timed}: "
                         f"decoding its stream again with cache {cache_label(s.cache, s.cache_threshold)}")
-        spec = JobSpec(kind="decode" if self.stream else "run", key=key or "stream", settings=s.to_dict(),
-                       source=self.source, frames=self._frames_tuple(), stream=self.stream,
-                       baseline=want_base, cache_root=str(self.cache.root), pipeline=self.pipeline,
-                       threads=s.threads)
+        spec = RunSpec(settings=s, source=st.source, frames=st.run_frames(), stream=st.stream, key=key,
+                       baseline="h265" if want_base else None, maps=True, cache_root=str(self.cache.root))
         self._reset_results()
-        self.last_error = ""
+        st.last_error = ""
         self.banner.setVisible(False)
-        self.running_key = key
+        st.running_key = key
         self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
         self.controls.set_running(True)
-        self.runner.start(spec)
+        self.runner.start(Job(spec, pipeline=self.pipeline))
         if note:
             self.controls.status.setText(note)
 
@@ -213,86 +205,79 @@ class MainWindow(OpeningMixin, QMainWindow):
     def abandon_job(self) -> None:
         """The results view was reset under a running job (another source was opened): stop the
         job and drop whatever it still sends, so no old reconstruction meets a new original."""
-        self.abandoned = True
+        self.state.abandoned = True
         self.runner.cancel()
         self.controls.status.setText("stopping the running job: another source was opened")
 
     def _on_progress(self, frac: float, text: str, eta: float) -> None:
-        if self.abandoned:
+        if self.state.abandoned:
             return
         self.controls.progress.setValue(int(frac * 1000))
         eta_s = f"  ETA {eta:.0f} s" if eta >= 0 else ""
         self.controls.status.setText(f"{text}{eta_s}")
 
-    def _on_message(self, kind: str, p: dict) -> None:
-        if self.abandoned:
+    def show_record(self, rec: Record) -> None:
+        """Remember a record of the run (LabState) and render it by its type; others only advance the run."""
+        if self.state.abandoned:
             return
-        if kind == "started":
-            if p.get("init_bytes") is not None:
-                self.plots.set_init(int(p["init_bytes"]), int(p.get("header_bytes", 0)))
-            self.model_label = p.get("model", "")
-        elif kind == "metric":
-            self.plots.set_quality_metric(bool(p.get("lpips_available")), p.get("lpips_message", ""),
-                                          bool(p.get("quality_measured", True)))
-        elif kind == "keyframe":
-            self.plots.add_keyframe_bytes(p["frames"], p["record_bytes"])
-        elif kind == "frame":
-            if p.get("lpips_map") is not None:
-                self.viewer.set_lpips_map(int(p["index"]), p["lpips_map"])
-            self.viewer.set_recon(int(p["index"]), p["image"])
-            self.plots.add_frame(p)
-            self.rows[int(p["index"])] = {k: v for k, v in p.items() if k not in ("image", "lpips_map")}
-        elif kind == "baseline_frame":
-            self.viewer.set_baseline(int(p["index"]), p["image"])
-            self.plots.add_baseline(p)
-            self.base_rows[int(p["index"])] = {k: v for k, v in p.items() if k != "image"}
-        elif kind == "summary":
-            self.summary = p
-            if p.get("cache"):
-                self.plots.set_cache_label(p["cache"])
-        elif kind == "baseline_summary":
-            self.summary = {**self.summary, "baseline": p}
+        self.state.apply(rec)
+        show = self._show.get(type(rec))
+        if show is not None:
+            show(rec)
+
+    def _show_scoring(self, rec: Scoring) -> None:
+        self.plots.set_quality_metric(rec.lpips_available, rec.message, rec.measured)
+
+    def _show_started(self, rec: Started) -> None:
+        self.plots.set_init(rec.init_bytes, rec.header_bytes)
+
+    def _show_keyframe(self, rec: KeyframeFitted) -> None:
+        self.plots.add_keyframe_bytes(rec.frames, rec.record_bytes)
+
+    def _show_frame(self, rec: FrameResult) -> None:
+        if rec.stage == "baseline":
+            self.viewer.set_baseline(rec.index, rec.image)
+            self.plots.add_baseline(rec.row())
+            return
+        if rec.lpips_map is not None:
+            self.viewer.set_lpips_map(rec.index, rec.lpips_map)
+        self.viewer.set_recon(rec.index, rec.image)
+        self.plots.add_frame(rec.row())
+
+    def _show_summary(self, rec: Summary) -> None:
+        if rec.method != "promptlab":
+            return
+        if self.state.cache_label():
+            self.plots.set_cache_label(self.state.cache_label())
+        if self.state.init_bytes is not None:
+            self.plots.set_init(self.state.init_bytes, self.state.header_bytes)
 
     def _on_finished(self, outcome: str) -> None:
         self.controls.set_running(False)
-        if self.abandoned:
-            self.abandoned = False
+        st = self.state
+        if st.abandoned:
+            st.abandoned = False
             self.controls.progress.setValue(0)
             self.controls.status.setText("the previous job was stopped: another source was opened")
             self.jobDone.emit("cancelled")
             return
         self.plots.redraw()
         if outcome == "finished":
-            self.shown_key = self.running_key
+            st.shown_key = st.running_key
             self.controls.progress.setValue(1000)
-            self.controls.status.setText(summary_text(self.summary))
+            self.controls.status.setText(summary_text(st.summary, st.baseline))
         elif outcome == "cancelled":
             self.controls.status.setText("cancelled — partial results shown are not saved")
         self.jobDone.emit(outcome)
 
     def show_result(self, res: Result) -> None:
-        """Display a stored result exactly as a live run would have."""
+        """Display a stored result exactly as a live run would have: its records, replayed."""
         self._reset_results()
-        s = res.summary
-        self.model_label = s.get("model", "")
-        self.plots.set_quality_metric(bool(s.get("lpips_available")), s.get("lpips_message", ""),
-                                      bool(s.get("quality_measured", True)))
-        self.plots.set_cache_label(s.get("cache", ""))
-        if s.get("init_bytes") is not None:
-            self.plots.set_init(int(s["init_bytes"]), int(s.get("header_bytes", 0)))
-        for row, img in zip(res.frames, res.recon, strict=False):
-            self.viewer.recon[int(row["index"])] = img
-            self.plots.add_frame(row)
-            self.rows[int(row["index"])] = row
-        if res.baseline is not None:
-            for row, img in zip(res.baseline_frames, res.baseline, strict=False):
-                self.viewer.baseline[int(row["index"])] = img
-                self.plots.add_baseline(row)
-                self.base_rows[int(row["index"])] = row
+        for rec in replay(res):
+            self.show_record(rec)
         self.plots.redraw()
         self.viewer.refresh()
-        self.shown_key = res.key
-        self.summary = {**s, "baseline": res.baseline_summary} if res.baseline is not None else s
+        self.state.shown_key = res.key
         self._settings_changed()
 
     # ------------------------------------------------------------------ view
@@ -301,30 +286,34 @@ class MainWindow(OpeningMixin, QMainWindow):
         self._seeked(self.transport.index())
 
     def _seeked(self, i: int) -> None:
+        self.state.index = i
         self.viewer.seek(i)
         self.plots.set_cursor(i)
 
     def set_mode(self, mode: str) -> None:
         self.viewer.set_mode(mode)
+        self.state.view_mode = mode
         self.mode_group.button(MODES.index(mode)).setChecked(True)
 
     def is_stale(self) -> bool:
-        return self.shown_key is not None and self.current_key() != self.shown_key
+        self.state.settings = self.controls.settings()
+        return self.state.is_stale()
 
     def _settings_changed(self) -> None:
-        if self.source and not self.runner.busy():
+        self.state.settings = self.controls.settings()
+        if self.state.source and not self.runner.busy():
             self._reload_if_needed()
         if self.is_stale():
             self.banner.setStyleSheet("background:#664400;color:white;padding:4px")
             self.banner.setText("Results shown are STALE: settings changed since they were computed. Run (Ctrl+R) to update.")
             self.banner.setVisible(True)
-        elif not self.last_error:
+        elif not self.state.last_error:
             self.banner.setVisible(False)
 
     def show_error(self, message: str) -> None:
-        if self.abandoned and self.runner.busy():
+        if self.state.abandoned and self.runner.busy():
             return  # the abandoned job's own failure is not news
-        self.last_error = message
+        self.state.last_error = message
         self.banner.setStyleSheet("background:#802020;color:white;padding:4px")
         self.banner.setText(f"Error: {message}")
         self.banner.setVisible(True)
@@ -354,10 +343,10 @@ class MainWindow(OpeningMixin, QMainWindow):
 
     def _comparison(self):
         """The results shown, as an export Comparison (PromptlabError when there is nothing to export)."""
-        v = self.viewer
+        v, st = self.viewer, self.state
         s = self.controls.settings()
-        return comparison(v.originals, v.recon, self.rows, v.baseline, self.base_rows, self.summary,
-                          self.transport.fps or s.fps, self.transport.offset, self.model_label or s.model, s.rank)
+        return comparison(v.originals, v.recon, st.rows, v.baseline, st.base_rows, st.summary, st.baseline,
+                          self.transport.fps or s.fps, self.transport.offset, st.model_label or s.model, s.rank)
 
     def export(self, folder: str | Path, force: bool = False, background: bool = False) -> list[Path]:
         """The export CLI's outputs from this run, off the UI thread when `background` (progress shown)."""
@@ -403,9 +392,9 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.runner.close()
         try:
             self.session.settings = self.controls.settings()
-            self.session.source = self.source or self.stream
+            self.session.source = self.state.source or self.state.stream
             self.session.frames = self.controls.frames.text()
-            self.session.view_mode = self.viewer.mode
+            self.session.view_mode = self.state.view_mode
             self.session.baseline = self.controls.baseline.isChecked()
             save_session(self.session)
         except (OSError, PromptlabError):
@@ -418,17 +407,3 @@ class MainWindow(OpeningMixin, QMainWindow):
     def recon_array(self) -> np.ndarray | None:
         return np.stack([self.viewer.recon[i] for i in sorted(self.viewer.recon)]) if self.viewer.recon else None
 
-
-def _timed_with(res: Result, s) -> bool:
-    """A stored result's generation times hold only for the cache policy they were measured with;
-    another policy decodes the stored stream again (no new encode) rather than show them."""
-    return res.summary.get("cache") == cache_label(s.cache, s.cache_threshold)
-
-
-def _metrics_current(res: Result) -> bool:
-    """A result measured without LPIPS is redone (decode and metrics only) once LPIPS weights exist."""
-    if res.summary.get("lpips_available"):
-        return True
-    from promptlab.metrics import lpips_status
-
-    return not lpips_status("alex")[0]

@@ -1,7 +1,7 @@
-"""Runs one model job at a time in a "spawn" child process and turns its messages into Qt signals.
+"""Runs one model job at a time in a "spawn" child process and hands its records to the window as Qt signals.
 
-The child (jobs.run_job) does all torch work, so the window's event loop only ever unpickles
-small messages. A QTimer drains the queue with a time budget per tick; cancel sets an
+The child (jobs.run_job) does all torch work and sends the run service's typed records, so the
+window's event loop only ever unpickles them. A QTimer drains the queue with a time budget per tick; cancel sets an
 mp.Event the engines check every iteration; close() stops the child cleanly (then firmly).
 The child is given this process's pid and ends itself when this process is gone (jobs.die_with_parent).
 """
@@ -18,7 +18,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from promptlab.gui.jobs import JobSpec, run_job, shared_cache_values
+from promptlab.gui.jobs import Job, JobEnded, run_job, shared_cache_values
+from promptlab.runs.records import Progress
 from promptlab.settings import CACHE_POLICIES
 
 DRAIN_BUDGET_S = 0.02
@@ -47,9 +48,9 @@ def _no_main_reimport():
 
 
 class JobRunner(QObject):
-    """One job at a time. Signals carry the child's messages; `finished` always comes last."""
+    """One job at a time. `record` carries the child's records in order; `finished` always comes last."""
 
-    message = Signal(str, dict)          # kind, payload (every message, in order)
+    record = Signal(object)              # every record of runs.records (and the final JobEnded), in order
     progress = Signal(float, str, float)  # fraction 0..1, text, eta seconds (-1 unknown)
     failed = Signal(str)                 # an engine error, shown in the window
     finished = Signal(str)               # "finished" | "cancelled" | "error"
@@ -71,16 +72,16 @@ class JobRunner(QObject):
     def busy(self) -> bool:
         return self._proc is not None
 
-    def start(self, spec: JobSpec) -> bool:
-        """Start `spec` unless a job is already running (one model job at a time)."""
+    def start(self, job: Job) -> bool:
+        """Start `job` unless a job is already running (one model job at a time)."""
         if self.busy():
             return False
         self._queue = self._ctx.Queue()
         self._cancel = self._ctx.Event()
-        self._live = shared_cache_values(self._ctx, spec.settings.get("cache", "none"),
-                                         spec.settings.get("cache_threshold", 0.05))
-        self._proc = self._ctx.Process(target=run_job, args=(spec, self._queue, self._cancel, self._live, os.getpid()),
-                                       daemon=True, name=f"promptlab-{spec.kind}")
+        s = job.run.settings
+        self._live = shared_cache_values(self._ctx, s.cache, s.cache_threshold)
+        self._proc = self._ctx.Process(target=run_job, args=(job, self._queue, self._cancel, self._live, os.getpid()),
+                                       daemon=True, name="promptlab-job")
         with _no_main_reimport():
             self._proc.start()
         self.jobs_started += 1
@@ -126,10 +127,10 @@ class JobRunner(QObject):
         deadline = time.monotonic() + DRAIN_BUDGET_S
         while final or time.monotonic() < deadline:
             try:
-                kind, payload = self._queue.get_nowait()
+                rec = self._queue.get_nowait()
             except (queue_mod.Empty, EOFError, OSError):
                 break
-            self._handle(kind, payload)
+            self._handle(rec)
         if self._proc is not None and not final and not self._proc.is_alive() and self._queue_empty():
             if self._outcome is None:
                 code = self._proc.exitcode
@@ -143,17 +144,17 @@ class JobRunner(QObject):
         except OSError:
             return True
 
-    def _handle(self, kind: str, payload: dict) -> None:
-        if kind == "progress":
-            f = float(payload.get("fraction", 0.0))
+    def _handle(self, rec: object) -> None:
+        if isinstance(rec, Progress):
+            f = float(rec.fraction)
             el = time.monotonic() - self._t0
             eta = el * (1 - f) / f if f > 0.01 else -1.0
-            self.progress.emit(f, str(payload.get("text", "")), eta)
-        elif kind in ("finished", "cancelled", "error"):
-            self._outcome = kind
-            if kind == "error":
-                self.failed.emit(payload.get("message", "error"))
-        self.message.emit(kind, payload)
+            self.progress.emit(f, rec.text, eta)
+        elif isinstance(rec, JobEnded):
+            self._outcome = rec.outcome
+            if rec.outcome == "error":
+                self.failed.emit(rec.message or "error")
+        self.record.emit(rec)
 
     def _finish(self, outcome: str) -> None:
         self._timer.stop()

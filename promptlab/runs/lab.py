@@ -170,6 +170,13 @@ def replay(res: Result) -> Iterator[Record]:
         yield Summary(**res.baseline_summary)
 
 
+def _clip(spec: RunSpec) -> str | None:
+    """Which frames the run scored (the RD view gathers the runs of one clip); None for a bare stream."""
+    from promptlab.runs.rd import clip_id
+
+    return clip_id(spec.source, spec.settings, spec.frames) if spec.source else None
+
+
 def _originals(spec: RunSpec) -> list[np.ndarray] | None:
     if not spec.source:
         return None
@@ -255,7 +262,8 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
                         decode_s=done.elapsed, model=started.model, header_bytes=started.header_bytes,
                         init_bytes=started.init_bytes, width=started.width, height=started.height,
                         fps=started.fps, cache=" then ".join(policies), measured=status.measured,
-                        lpips_available=status.lpips_available, lpips_message=status.message)
+                        lpips_available=status.lpips_available, lpips_message=status.message,
+                        clip=_clip(spec))
     recon = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
     return rows, recon, summary
 

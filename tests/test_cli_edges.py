@@ -136,8 +136,23 @@ def test_a_preset_on_the_command_line_resets_what_the_session_left():
     preview = load_preset("preview")
     assert (s.iters, s.first_iters, s.seed, s.perceptual) == (preview.iters, preview.first_iters, 88, "vgg")
     assert s.model == "sd-turbo-arch"  # the machine-side choice carries over
-    assert build_settings(saved, GuiOptions(preset="preview", iters=5)).iters == 5  # flags win
+    assert build_settings(saved, GuiOptions(preset="preview", changes={"iters": 5})).iters == 5  # flags win
     assert build_settings(saved, GuiOptions()).iters == 1  # no preset, no flag: the session's
+
+
+def test_the_lab_takes_every_shared_settings_flag():
+    """`promptlab gui` spells settings as every command does (cli/common), over the saved session."""
+    from promptlab.cli.common import FLAGS
+    from promptlab.cli.gui import options, parser
+    from promptlab.gui.app import build_settings
+    from promptlab.settings import Settings
+
+    assert {*FLAGS, "--preset", "--kbps", "--frames"} <= set(parser()._option_string_actions)
+    o = options(["clip.mp4", "--bits", "4", "--crop", "pad", "--seed", "3", "--rank", "2", "--kbps", "40",
+                 "--frames", "2:9"])
+    s = build_settings(Settings(iters=7), o)
+    assert (s.bits, s.crop, s.seed, s.rank, s.iters) == (4, "pad", 3, 2, 7)
+    assert (o.kbps, o.frames, o.source) == (40.0, "2:9", "clip.mp4")
 
 
 def test_a_new_source_resets_the_frame_range_and_flags_win():

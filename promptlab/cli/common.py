@@ -56,16 +56,22 @@ def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -
     s = base or Settings()
     if getattr(args, "preset", None):
         s = load_preset(args.preset, s)
+    changes = explicit_settings(args)
+    return s.replace(**changes) if changes else s
+
+
+def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings flags given on the command line, by Settings field (a model that cannot load is refused)."""
     changes: dict[str, Any] = {}
     for flag, (field, _, _) in FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
             changes[field] = value
-    if changes.get("model") is not None:  # a model that cannot load is refused before any work
+    if changes.get("model") is not None:  # refused before any work (or any window)
         from promptlab.models.registry import check_model
 
         check_model(changes["model"])
-    return s.replace(**changes) if changes else s
+    return changes
 
 
 def resolve_rank(settings: Settings, kbps: float | None, n_frames: int) -> Settings:

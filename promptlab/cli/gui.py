@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from promptlab.cli.common import add_settings_args, explicit_settings
 from promptlab.errors import PromptlabError
+
+if TYPE_CHECKING:
+    from promptlab.gui.app import GuiOptions
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="promptlab gui", description="Open the desktop lab (PySide6).")
     p.add_argument("source", nargs="?", help="video, image folder or .plab stream (default: the sample sky clip)")
-    p.add_argument("--frames", help="frame range A:B (A inclusive, B exclusive)")
-    p.add_argument("--size", type=int, help="frame side in pixels (multiple of 8)")
-    p.add_argument("--model", help="generator model (default: the saved choice, else tiny)")
-    p.add_argument("--rank", type=int, help="prompt rank r")
-    p.add_argument("--interval", type=int, help="keyframe interval k")
-    p.add_argument("--iters", type=int, help="iterations for later keyframes")
-    p.add_argument("--first-iters", type=int, dest="first_iters", help="iterations for keyframe 0")
-    p.add_argument("--preset", help="preset name from presets/ or a JSON path")
+    add_settings_args(p)  # the same settings flags, --preset, --kbps and --frames as every command
     p.add_argument("--baseline", action="store_true", help="also H.265 at the same bitrate (third pane)")
     p.add_argument("--mode", choices=("side", "split", "diff"), help="viewer mode")
     p.add_argument("--seek", type=int, help="show this frame after the run")
@@ -27,17 +25,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def options(argv: list[str]) -> GuiOptions:
+    """The command line as GuiOptions (settings flags by Settings field; a model that cannot load is refused)."""
+    from promptlab.gui.app import GuiOptions
+
+    a = parser().parse_args(argv)
+    return GuiOptions(source=a.source, frames=a.frames, preset=a.preset, changes=explicit_settings(a), kbps=a.kbps,
+                      baseline=a.baseline, run=a.run, screenshot=a.screenshot, exit=a.exit, mode=a.mode, seek=a.seek)
+
+
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    o = options(argv)  # --help, usage errors and a model that cannot load: before any import of Qt
     try:
         import pyqtgraph  # noqa: F401
         import PySide6  # noqa: F401
     except ImportError as exc:
         raise PromptlabError(f"the GUI needs PySide6 and pyqtgraph ({exc}); pip install PySide6-Essentials pyqtgraph") from None
-    if args.model is not None:  # a model that cannot load is refused before any window opens
-        from promptlab.models.registry import check_model
+    from promptlab.gui.app import run_gui
 
-        check_model(args.model)
-    from promptlab.gui.app import GuiOptions, run_gui
-
-    return run_gui(GuiOptions(**vars(args)))
+    return run_gui(o)

@@ -13,8 +13,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promptlab.errors import PromptlabError
 from promptlab.gui.session import Session, load_session
@@ -28,13 +29,9 @@ class GuiOptions:
 
     source: str | None = None
     frames: str | None = None
-    size: int | None = None
-    model: str | None = None
-    rank: int | None = None
-    interval: int | None = None
-    iters: int | None = None
-    first_iters: int | None = None
     preset: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)   # settings flags given, by Settings field
+    kbps: float | None = None                               # target bitrate: the window solves the rank
     baseline: bool = False
     run: bool = False
     screenshot: str | None = None
@@ -59,9 +56,7 @@ def build_settings(base: Settings, o: GuiOptions) -> Settings:
     if o.preset:
         keep = {k: getattr(base, k) for k in ("model", "device", "dtype", "threads")}
         base = load_preset(o.preset, Settings().replace(**keep))
-    changes = {k: getattr(o, k) for k in ("size", "model", "rank", "interval", "iters", "first_iters")
-               if getattr(o, k) is not None}
-    return base.replace(**changes)
+    return base.replace(**o.changes) if o.changes else base
 
 
 def start_session(session: Session, o: GuiOptions, source: str | None) -> Session:
@@ -161,6 +156,9 @@ def run_gui(o: GuiOptions) -> int:
                 win.close()
                 raise PromptlabError(win.state.last_error)
             _say(f"error: {win.state.last_error}")
+    if o.kbps is not None:
+        win.controls.use_target.setChecked(True)
+        win.controls.target.setValue(o.kbps)
     if o.mode:
         win.set_mode(o.mode)
     _echo_progress(win)

@@ -134,3 +134,43 @@ def test_cli_transcode_decodes_like_any_stream(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err and not (tmp_path / "x.plab").exists()
     assert "rank must be 1..8" in err
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to 8-bit requantisation (relative error well under the prompts' own spread)."""
+    return float((a - b).norm() / b.norm()) < 0.02
+
+
+def test_rekey_places_keyframes_at_the_new_interval_with_the_streams_own_prompts() -> None:
+    """A new keyframe's prompt is the receiver's prompt at that frame in the old stream (up to
+    requantisation); old keyframes that stay keyframes keep their prompt exactly."""
+    from promptlab.codec.schedule import keyframes
+    from promptlab.codec.transcode import rekey
+
+    s = make_stream(frames=21)
+    for interval in (5, 20):
+        r = rekey(s, interval)
+        assert r.complete and r.header.interval == interval
+        new_k = keyframes(21, interval)
+        assert r.header.n_keyframes == len(new_k) == len(r.keyframes)
+        for f, rec in zip(new_k, r.keyframes, strict=True):
+            if f % 10 == 0 or f == 20:
+                old = s.keyframes[-(-f // 10)]
+                assert close(compose(*rec.factors()), compose(*old.factors()))
+            else:  # frame 5 or 15: halfway between two fitted keyframes
+                i = -(-f // 10)
+                (u0, v0), (u1, v1) = s.keyframes[i - 1].factors(), s.keyframes[i].factors()
+                want = interpolate(u0, v0, u1, v1, torch.tensor([0.5]))[0]
+                assert close(compose(*rec.factors()), want)
+    assert len(rekey(s, 5).keyframes) > len(s.keyframes) > len(rekey(s, 20).keyframes)
+    with pytest.raises(PromptlabError, match="interval"):
+        rekey(s, 0)
+
+
+def test_cli_transcode_interval(tmp_path: Path) -> None:
+    src = tmp_path / "s.plab"
+    src.write_bytes(stream_bytes(make_stream().header, make_stream().init_latent, make_stream().keyframes))
+    out = tmp_path / "s20.plab"
+    assert main(["transcode", str(src), "--interval", "20", "-o", str(out)]) == 0
+    t = read_stream(out)
+    assert t.header.interval == 20 and t.complete and out.stat().st_size < src.stat().st_size

@@ -8,6 +8,9 @@ U'R, RᵀV' leave c unchanged) so that interpolating factors between keyframes s
 instead of jumping at SVD sign and order flips.
 Bits: the factors are requantised per tensor with a fresh range (min ≤ 0 ≤ max).
 A target bitrate picks the largest rank whose coded stream fits, counting every byte.
+Interval: keyframes are re-placed every `interval` frames; a new keyframe's factors are the
+stream's own factors at that frame, interpolated between the fitted keyframes around it as the
+receiver interpolates them (an instant answer for a new interval, not a fit at it).
 """
 
 from __future__ import annotations
@@ -17,10 +20,17 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from promptlab.codec.container import KeyframeRecord, Stream, StreamHeader, stream_bytes
+from promptlab.codec.container import (
+    KeyframeRecord,
+    Stream,
+    StreamHeader,
+    read_stream,
+    stream_bytes,
+)
 from promptlab.codec.prompt import compose
 from promptlab.codec.quant import QParams, qparams, quantize
 from promptlab.codec.rate import kbps
+from promptlab.codec.schedule import keyframes, segment_of
 from promptlab.errors import PromptlabError
 
 
@@ -106,3 +116,27 @@ def transcode_to_rate(stream: Stream, target_kbps: float, bits: int | None = Non
                              f"({floor.kbps:.1f} kbps at rank 1, {floor.header.bits} bits); "
                              "lower --bits or raise the target")
     return best
+
+
+def rekey(stream: Stream, interval: int) -> Stream:
+    """The stream with keyframes every `interval` frames, factors taken from the stream itself."""
+    h = stream.header
+    if not stream.complete:
+        raise PromptlabError("the stream is incomplete: transcode needs every keyframe")
+    if interval < 1:
+        raise PromptlabError(f"keyframe interval must be >= 1, got {interval}")
+    if interval == h.interval:
+        return stream
+    old = [rec.factors() for rec in stream.keyframes]
+    records = []
+    for f in keyframes(h.n_frames, interval):
+        seg = segment_of(f, h.n_frames, h.interval)
+        if f == seg.keyframe:
+            u, v = old[seg.index]
+        else:  # between keyframes seg.index-1 and seg.index, at the receiver's fraction
+            a = float(seg.alphas()[f - seg.start])
+            (u0, v0), (u1, v1) = old[seg.index - 1], old[seg.index]
+            u, v = torch.lerp(u0, u1, a), torch.lerp(v0, v1, a)
+        records.append(KeyframeRecord(*_requantised(u, v, h.bits)))
+    header = replace(h, interval=interval)
+    return read_stream(stream_bytes(header, stream.init_latent, records))

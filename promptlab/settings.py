@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from promptlab.errors import PromptlabError
+from promptlab.io import CROP_MODES
 from promptlab.paths import bundled, config_dir
 
 SCHEMA_VERSION = 1
 
-# the order of these three is the .plab header's codes (docs/format.md): append, never reorder
+# the order of these (and of io.CROP_MODES) is the .plab header's codes (docs/format.md): append, never reorder
 INTERP_MODES = ("factors", "linear", "slerp")
-CROP_MODES = ("center", "squash", "pad")
 INIT_MODES = ("f32", "f16", "q8")
 PERCEPTUAL = ("vgg", "lpips", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")

@@ -89,3 +89,12 @@ def test_unreadable_settings_file(tmp_path):
         load_settings_file(p)
     with pytest.raises(PromptlabError, match="no preset"):
         load_preset("does-not-exist")
+
+
+def test_crop_modes_have_one_home():
+    """The reader's crop modes, the settings' check and the header's crop codes are one tuple (io.CROP_MODES)."""
+    from promptlab import io, settings
+    from promptlab.codec import container
+    from promptlab.io import video
+
+    assert video.CROP_MODES is settings.CROP_MODES is container.CROP_MODES is io.CROP_MODES

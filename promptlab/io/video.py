@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from promptlab.errors import PromptlabError
+from promptlab.io import CROP_MODES
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-CROP_MODES = ("center", "squash", "pad")
 DEFAULT_IMAGE_FPS = 30.0
 
 FrameRange = tuple[int, int | None]

@@ -190,18 +190,22 @@ def test_the_private_diffusers_methods_the_cache_walks_exist() -> None:
     assert list(inspect.signature(UNet2DConditionModel.get_time_embed).parameters) == ["self", "sample", "timestep"]
 
 
-def test_lossless_equals_none_with_token_positions(tmp_path: Path) -> None:
+def test_lossless_equals_none_with_token_positions_and_latent_readout(tmp_path: Path) -> None:
     """A model's token positions are added to every context; the cache's rank-r key/value
-    projection must add them too, or the lossless policy would differ from none."""
-    from promptlab.models.tiny_parts import TokenPositions
+    projection must add them too, or the lossless policy would differ from none. The latent
+    read-out of the (per-frame) contexts is added to the cached UNet's output the same way."""
+    from promptlab.models.tiny_parts import LatentReadout, TokenPositions
 
     model = load_model("tiny", "cpu")  # a fresh copy: the shared fixture stays as it is
     plain = run(model, "none")[1]
     model.token_positions = TokenPositions(model.context_dim)
     with torch.no_grad():
         model.token_positions.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(3))
+    model.latent_readout = LatentReadout(model.context_dim)
+    with torch.no_grad():
+        model.latent_readout.proj.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
     _, im_none, _, _ = run(model, "none")
     _, im_ll, r_ll, _ = run(model, "lossless")
-    assert (im_none - plain).abs().max() > 1e-2  # the offset reaches the UNet
+    assert (im_none - plain).abs().max() > 1e-2  # the offset and the read-out reach the output
     assert (im_ll - im_none).abs().max() <= 1e-4
     assert all(0 < r < 1 for r in r_ll)

@@ -245,17 +245,17 @@ def test_warm_start_loads_every_module_the_file_has_and_new_token_positions_lear
     save_tiny(trained_model(old.modules, old.config, "old", torch.device("cpu"), torch.float32),
               path, "old", config=old.config)
     cfg = mini_config()
-    cfg["parts"]["token_positions"] = True
+    cfg["parts"]["token_positions"] = cfg["parts"]["latent_readout"] = True
     tc = TrainConfig(seed=5, ae_steps=0, steps=0, batch=6, clip_batch=1, min_rank=1, config=cfg, init=str(path))
     warm = train(ds, tc)
     before = _state(old)
     after = _state(warm)
-    assert set(after) - set(before) == {"tokens.weight"}
+    assert set(after) - set(before) == {"tokens.weight", "readout.proj.weight", "readout.proj.bias"}
     assert all(torch.equal(after[k], before[k]) for k in before)
     assert not after["tokens.weight"].any()
     tc.steps = 3
     moved = _state(train(ds, tc))
-    assert moved["tokens.weight"].abs().max() > 0
+    assert moved["tokens.weight"].abs().max() > 0 and moved["readout.proj.weight"].abs().max() > 0
 
 
 def test_lpips_term_enters_the_generator_loss() -> None:

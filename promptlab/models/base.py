@@ -53,6 +53,8 @@ class Model:
     # a learned per-token offset added to every context before the UNet (tiny's TokenPositions);
     # part of the model, not of the stream. A cache reads it to project factor prompts exactly.
     token_positions: nn.Module | None = None
+    # a learned read-out of the context added to the UNet's output (tiny's LatentReadout)
+    latent_readout: nn.Module | None = None
     _encoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,8 @@ class Model:
         if self.token_positions is not None:
             context = self.token_positions(context)
         eps = (call or self.default_unet_call)(x.to(self.dtype), t, context.to(self.dtype))
+        if self.latent_readout is not None:
+            eps = eps + self.latent_readout(context.to(self.dtype), x.shape[-2:])
         if self.eps_skip == 0.0 and self.eps_gain == 1.0:
             return eps
         return self.eps_skip * x + self.eps_gain * eps.float()

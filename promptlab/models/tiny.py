@@ -72,7 +72,7 @@ TRAINED_UNET_CONFIG: dict[str, Any] = {
 TRAINED_PARTS_CONFIG: dict[str, Any] = {
     "latent_channels": 4, "encoder_channels": [32, 64, 96], "decoder_channels": [128, 64, 32],
     "decoder_blocks": [2, 1, 1], "dim": 128, "max_rank": 16, "prompt_width": 96,
-    "token_positions": True,
+    "token_positions": True, "latent_readout": True,
 }
 
 # Trained form: eps = SKIP·x_in + UNet/σ, so the one-step x0 = −UNet(x_in, t, c) exactly as the
@@ -128,9 +128,9 @@ def trained_model(mods: dict[str, torch.nn.Module], cfg: dict[str, Any], version
         context_dim=int(cfg["unet"]["cross_attention_dim"]), device=device, dtype=dtype,
         latent_channels=int(cfg["parts"].get("latent_channels", 4)), parts=dict(mods),
         eps_skip=EPS_SKIP, eps_gain=float(cfg.get("eps_gain", TRAINED_EPS_GAIN)),
-        token_positions=mods.get("tokens"),
+        token_positions=mods.get("tokens"), latent_readout=mods.get("readout"),
     )
-    for name in ("encoder", "prompt", "tokens"):
+    for name in ("encoder", "prompt", "tokens", "readout"):
         if name in mods:
             freeze(mods[name], device, dtype)
     if not frozen:

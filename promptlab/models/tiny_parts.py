@@ -108,6 +108,33 @@ class TokenPositions(nn.Module):
         return context + self.weight.to(context.dtype)
 
 
+class LatentReadout(nn.Module):
+    """A linear read-out of the first grid×grid prompt tokens into the latent, added to the UNet's output.
+
+    Token j of the 64 spatial tokens becomes a patch×patch latent patch at grid cell j (pixel
+    shuffle, resized to the latent's size). With it a rank-r prompt is at least a rank-r block
+    code of the latent (per image, V's rows are r latent-patch atoms and U's rows their weights
+    per cell), which a few inversion steps fit well; the UNet adds what a linear code cannot.
+    It reads the same per-frame contexts as the UNet and adds after it, so generation caches
+    stay exact. Starts at zero (the model behaves as without it).
+    """
+
+    def __init__(self, dim: int, latent_channels: int = 4, grid: int = 8, patch: int = 2) -> None:
+        super().__init__()
+        self.grid, self.patch, self.channels = grid, patch, latent_channels
+        self.proj = nn.Linear(dim, latent_channels * patch * patch)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, context: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        n, g = context.shape[0], self.grid
+        t = self.proj(context[:, : g * g]).transpose(1, 2).reshape(n, -1, g, g)
+        lat = nn.functional.pixel_shuffle(t, self.patch)
+        if tuple(lat.shape[-2:]) != tuple(size):
+            lat = nn.functional.interpolate(lat, size=tuple(size), mode="bilinear", align_corners=False)
+        return lat
+
+
 class PromptEncoder(nn.Module):
     """Latent (N, C, 16, 16) -> rank-nested U (N, 77, R), V (N, R, D) (see module doc)."""
 
@@ -145,6 +172,8 @@ def build_parts(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     extra: dict[str, nn.Module] = {}
     if cfg.get("token_positions"):
         extra["tokens"] = TokenPositions(int(cfg.get("dim", 128)))
+    if cfg.get("latent_readout"):
+        extra["readout"] = LatentReadout(int(cfg.get("dim", 128)), lc)
     return {**extra,
         "encoder": TinyEncoder(lc, tuple(cfg.get("encoder_channels", (32, 64, 128)))),
         "decoder": TinyDecoder(lc, tuple(cfg.get("decoder_channels", (128, 64, 32))),

@@ -168,8 +168,8 @@ def train(ds: Dataset, tc: TrainConfig, log: Callable[[dict[str, float]], None] 
     # phase B: generator and prompt space
     model = trained_model(mods, cfg, "training", torch.device("cpu"), torch.float32, frozen=False)
     enc.requires_grad_(False).eval()
-    # token positions start at zero and must grow to the contexts' scale: a faster rate
-    tokens = list(mods["tokens"].parameters()) if "tokens" in mods else []
+    # token positions and the latent read-out start at zero and must grow: a faster rate
+    tokens = [p for k in ("tokens", "readout") if k in mods for p in mods[k].parameters()]
     rates = (tc.lr, tc.lr_decoder, TOKEN_LR_FACTOR * tc.lr)
     opt = torch.optim.Adam([
         {"params": [*unet.parameters(), *penc.parameters()], "lr": rates[0]},

@@ -15,6 +15,7 @@ KEYS = ("speedup_vs_diffusers", "lossless_cache_speedup", "lossless_cache_max_ab
         "inversion_speedup_vs_reference", "machine", "peak_rss_mb", "generation", "inversion")
 
 
+@pytest.mark.slow
 def test_bench_writes_json(tmp_path: Path) -> None:
     torch.set_num_threads(2)
     out = tmp_path / "bench.json"
@@ -44,6 +45,7 @@ def test_bench_rejects_bad_size() -> None:
         main(["--size", "60"])
 
 
+@pytest.mark.slow
 def test_diffusers_side_decodes_with_the_trained_models_own_decoder() -> None:
     """The trained tiny model has no AutoencoderTiny: the pipeline gets its decoder behind the vae API."""
     from promptlab.bench.run import bench_generation
@@ -64,6 +66,7 @@ def test_diffusers_side_decodes_with_the_trained_models_own_decoder() -> None:
     assert g["lossless_cache_max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_compiled_copy_gives_the_same_frames_and_leaves_the_original_eager() -> None:
     from promptlab.bench.run import segment_inputs
     from promptlab.engine.cache import CacheControl, UnetCache

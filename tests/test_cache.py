@@ -41,7 +41,7 @@ def run(model, policy: str, interp: str = "factors", move: float = 1.0, threshol
         return x0, images, cache.reused(), list(cache.anchors)
 
 
-@pytest.mark.parametrize("interp", ["factors", "linear"])
+@pytest.mark.parametrize("interp", ["factors", pytest.param("linear", marks=pytest.mark.slow)])
 def test_lossless_equals_none(tiny, interp: str) -> None:
     x_none, im_none, r_none, _ = run(tiny, "none", interp)
     x_ll, im_ll, r_ll, _ = run(tiny, "lossless", interp)
@@ -51,10 +51,12 @@ def test_lossless_equals_none(tiny, interp: str) -> None:
     assert all(0 < r < 1 for r in r_ll)  # the shared prefix (and rank-r K/V) is reused by every frame
 
 
+@pytest.mark.slow
 def test_lossless_rank_trick_saves_more_than_prefix_only(tiny) -> None:
     assert run(tiny, "lossless", "factors")[2][0] > run(tiny, "lossless", "linear")[2][0]
 
 
+@pytest.mark.slow
 def test_lossy_reuses_when_the_prompt_barely_moves(tiny) -> None:
     _, im_none, _, _ = run(tiny, "none", move=1e-4)
     _, im, reused, anchors = run(tiny, "lossy", move=1e-4)
@@ -159,6 +161,7 @@ def test_switching_policy_mid_decode(tiny, tmp_path: Path) -> None:
         assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1  # uint8 rounding at most
 
 
+@pytest.mark.slow
 def test_sd_turbo_architecture_lossless_equals_none() -> None:
     torch.set_num_threads(2)
     m = load_model("sd-turbo-arch", "cpu")

@@ -168,6 +168,7 @@ def test_a_new_source_resets_the_frame_range_and_flags_win():
     assert s.frames == "1:3"
 
 
+@pytest.mark.slow
 def test_a_frame_range_does_not_leak_into_the_next_clip(tmp_path):
     a = write_clip(tmp_path / "a.mkv", ramp_frames(6, 64, 64))
     b = write_clip(tmp_path / "b.mkv", ramp_frames(3, 64, 64))
@@ -327,6 +328,7 @@ def test_decoding_at_another_thread_count_stays_within_the_stated_bound(tmp_path
 # ----------------------------------------------------------------------------- 6. interrupts
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_gui_quits_cleanly(tmp_path, clip):
     env = _env(tmp_path, QT_QPA_PLATFORM="offscreen")
     p = subprocess.Popen([sys.executable, "-m", "promptlab", "gui", str(clip)], env=env, cwd=REPO,

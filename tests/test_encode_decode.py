@@ -27,6 +27,7 @@ def pngs(folder: Path) -> list[np.ndarray]:
     return [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("*.png"))]
 
 
+@pytest.mark.slow
 def test_cli_encode_recon_equals_decode_and_losses_fall(sky_frames: Path, tmp_path: Path, capsys) -> None:
     out, recon, dec = tmp_path / "sky.plab", tmp_path / "recon", tmp_path / "dec"
     rc = main(["encode", str(sky_frames), "-o", str(out), "--model", "tiny", "--size", "128", "--rank", "8",
@@ -60,6 +61,7 @@ def collect(job, stop_after: int | None = None, event: threading.Event | None = 
     return out
 
 
+@pytest.mark.slow
 def test_interrupted_encode_resumes_byte_identical(sky_frames: Path, tmp_path: Path) -> None:
     s = Settings(size=64, rank=4, interval=10, iters=3, first_iters=4, perceptual="none")
     ref = tmp_path / "ref.plab"
@@ -83,6 +85,7 @@ def test_interrupted_encode_resumes_byte_identical(sky_frames: Path, tmp_path: P
     assert all(np.array_equal(frames_a[i], frames_b[i]) for i in range(31))
 
 
+@pytest.mark.slow
 def test_changed_settings_do_not_resume(sky_frames: Path, tmp_path: Path) -> None:
     s = Settings(size=64, rank=4, interval=10, iters=2, first_iters=2, perceptual="none")
     out = tmp_path / "x.plab"

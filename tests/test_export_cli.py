@@ -125,6 +125,7 @@ def test_frames_align_with_source_start(clips, tmp_path):
     assert err("0:4") > err("2:6")
 
 
+@pytest.mark.slow
 def test_cli_decodes_a_plab_stream(clips, tmp_path):
     """The real decode path: a small tiny-model stream (random factors) decoded once for all outputs."""
     torch = pytest.importorskip("torch")

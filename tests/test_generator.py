@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from promptlab.codec.schedule import segments
@@ -64,6 +65,7 @@ def test_to_uint8_mapping() -> None:
     assert out[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
 
 
+@pytest.mark.slow
 def test_sd_turbo_architecture_generates_a_frame_end_to_end() -> None:
     """A random-weight UNet from the real SD-Turbo config runs one 128 px frame through the same code."""
     torch.set_num_threads(2)

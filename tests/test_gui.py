@@ -74,6 +74,7 @@ def pg_point(x, y):
     return QPointF(float(x), float(y))
 
 
+@pytest.mark.slow
 def test_run_plots_seek_rerun_and_reuse(qtbot, win):
     assert run_and_wait(qtbot, win) == "finished", win.state.last_error
     assert win.runner.jobs_started == 1
@@ -108,6 +109,7 @@ def test_run_plots_seek_rerun_and_reuse(qtbot, win):
     assert not win.is_stale()
 
 
+@pytest.mark.slow
 def test_the_plotted_points_are_the_run_services_records(qtbot, win, tmp_path):
     """The window plots exactly what run_lab yields for the same settings, live and replayed from the cache."""
     from promptlab.runs.lab import RunSpec, run_lab
@@ -138,6 +140,7 @@ def test_the_plotted_points_are_the_run_services_records(qtbot, win, tmp_path):
     plotted_equal_records()
 
 
+@pytest.mark.slow
 def test_cancel_mid_run_stops_within_an_iteration(qtbot, win):
     win.controls.first_iters.setValue(100_000)  # far longer than the test
     iterations = []
@@ -154,6 +157,7 @@ def test_cancel_mid_run_stops_within_an_iteration(qtbot, win):
     assert not win.cache.has(win.current_key())
 
 
+@pytest.mark.slow
 def test_event_loop_never_blocked_while_inverting(qtbot, win):
     """A 10 ms timer keeps firing from the first iteration to the end of the run.
 
@@ -196,6 +200,7 @@ def test_event_loop_never_blocked_while_inverting(qtbot, win):
     assert sorted(wall)[len(wall) // 2] < 0.100
 
 
+@pytest.mark.slow
 def test_cli_screenshot_path(tmp_path):
     out = tmp_path / "gui.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
@@ -213,6 +218,7 @@ def test_cli_screenshot_path(tmp_path):
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
     """Generation times depend on the cache policy: a stored result measured with another policy
     is not shown as this one's; the stored stream is decoded again (no new encode) and the timing
@@ -233,6 +239,7 @@ def test_a_cache_policy_change_decodes_again_and_says_so(qtbot, win):
     assert "with cache lossless" in win.plots.t.titleLabel.text
 
 
+@pytest.mark.slow
 def test_cache_policy_switches_live_and_the_timing_plot_shows_it(qtbot, win, tmp_path):
     """Switching the cache policy during generation applies from the next segment (no restart)."""
     win.controls.cache.setCurrentText("none")

@@ -42,6 +42,7 @@ def assert_flat(before: tuple[int, int], ops: int, what: str) -> None:
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="None and True are immortal from Python 3.12")
+@pytest.mark.slow
 def test_emits_paints_and_runs_keep_none_and_true_counts_flat(qtbot, tmp_path, make_clip, ramp):
     from PySide6.QtWidgets import QApplication
 

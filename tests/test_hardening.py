@@ -244,6 +244,7 @@ def test_odd_sized_video_is_cropped(tmp_path):
 # ----------------------------------------------------------------------------- faults
 
 
+@pytest.mark.slow
 def test_kill_9_during_encode_then_resume_is_byte_identical(sky_frames, tmp_path):
     args = ["encode", str(sky_frames), "--frames", "0:21", "--size", "64", "--rank", "4", "--interval", "5",
             "--iters", "4", "--first-iters", "6", "--perceptual", "none", "--quiet"]
@@ -272,7 +273,7 @@ def test_kill_9_during_encode_then_resume_is_byte_identical(sky_frames, tmp_path
 # ----------------------------------------------------------------------------- the lab's jobs
 
 
-@pytest.mark.parametrize("phase", ["encode", "decode", "baseline"])
+@pytest.mark.parametrize("phase", [pytest.param("encode", marks=pytest.mark.slow), "decode", "baseline"])
 def test_lab_job_cancels_in_every_phase_and_stores_nothing(sky_frames, tmp_path, phase):
     """The lab's run (Qt-free, what the GUI's job process and `promptlab run` iterate) stops in each phase."""
     import threading

@@ -44,6 +44,7 @@ def fit0(setup, **kw):
     return run(fit_segment(model, segments(1, 10)[0], targets[:1], z, None, s, make_loss(s, model.device)))
 
 
+@pytest.mark.slow
 def test_rank16_beats_rank2_at_equal_iterations(setup) -> None:
     lo, _ = fit0(setup, rank=2)
     hi, _ = fit0(setup, rank=16)
@@ -83,6 +84,7 @@ def test_cancel_stops_within_one_iteration(setup) -> None:
         next(gen)
 
 
+@pytest.mark.slow
 def test_plateau_halves_lr(setup) -> None:
     _, its = fit0(setup, iters=12, lr=5.0, lr_min=0.5)
     # lr 5 is far too large: the best loss stalls, so the schedule must have lowered it

@@ -19,6 +19,7 @@ def _run(clip, cache, settings, frames=(0, 8)):
     return next(r for r in recs if isinstance(r, Saved)), next(r for r in recs if isinstance(r, Summary))
 
 
+@pytest.mark.slow
 def test_cached_points_are_the_runs_of_this_clip_labelled(sky_mp4, make_clip, tmp_path):
     frames = list(read_frames(sky_mp4, frames=(0, 10), size=64))
     clip = make_clip(tmp_path / "sky.mkv", frames)

@@ -88,6 +88,7 @@ def test_run_refuses_bad_input_in_one_line(clip: Path, tmp_path: Path, capsys) -
     assert "Traceback" not in err and err.count("promptlab run: error") == 2
 
 
+@pytest.mark.slow
 def test_a_stored_result_is_reused_only_when_it_would_not_differ(clip: Path, tmp_path: Path) -> None:
     import json as json_
 

@@ -176,6 +176,7 @@ def test_training_data_excludes_the_sky_clip(sky_frames: Path) -> None:
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped tiny weights")
+@pytest.mark.slow
 def test_quality_rises_with_rank_by_more_than_a_decibel(sky_frames: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ranks 2, 4, 8, 16 on the unseen sky's first keyframe, default start (amortised)."""
     from promptlab.io.video import read_frames

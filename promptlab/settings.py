@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 
 # the order of these (and of io.CROP_MODES) is the .plab header's codes (docs/format.md): append, never reorder
 INTERP_MODES = ("factors", "linear", "slerp")
-INIT_MODES = ("f32", "f16", "q8")
+INIT_MODES = ("f32", "f16", "q8", "q6")
 PERCEPTUAL = ("vgg", "lpips", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")
 STAGE_SCALES = (1, 2, 4)
@@ -45,7 +45,8 @@ class Settings:
     blend: float = 0.05
     interp: str = "factors"
     crop: str = "center"
-    init_mode: str = "f32"
+    init_mode: str = "q6"  # the compact init-latent coding (docs/format.md); f32 is lossless
+    gop: int = 0  # closed GOP length in frames (a multiple of interval); 0: the clip is one GOP
     # inversion
     iters: int = 1500
     first_iters: int = 10000
@@ -91,6 +92,8 @@ class Settings:
         need(self.interp in INTERP_MODES, f"interp must be one of {INTERP_MODES}")
         need(self.crop in CROP_MODES, f"crop must be one of {CROP_MODES}")
         need(self.init_mode in INIT_MODES, f"init_mode must be one of {INIT_MODES}")
+        need(self.gop >= 0 and self.gop % self.interval == 0,
+             f"gop must be 0 (one GOP) or a multiple of the interval {self.interval}, got {self.gop}")
         need(self.start in START_MODES, f"start must be one of {START_MODES}")
         need(self.perceptual in PERCEPTUAL, f"perceptual must be one of {PERCEPTUAL}")
         need(self.cache in CACHE_POLICIES, f"cache must be one of {CACHE_POLICIES}")
@@ -143,7 +146,7 @@ class Settings:
 # Settings that change the encoded stream (and so name a cached encode result).
 ENCODE_KEYS = (
     "model", "size", "rank", "bits", "interval", "fps", "seed", "blend", "interp", "crop",
-    "init_mode", "iters", "first_iters", "lr", "lr_min", "patience", "first_patience",
+    "init_mode", "gop", "iters", "first_iters", "lr", "lr_min", "patience", "first_patience",
     "w_mse", "w_perceptual", "w_reg", "perceptual", "batched", "dynamic", "dtype",
     "stage_scale", "upsampler", "start",
 )

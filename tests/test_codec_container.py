@@ -134,7 +134,8 @@ def test_every_cut_and_bitflip_gives_prefix_or_named_error():
             with pytest.raises(StreamError, match=rf"record ({len(s.keyframes) + 1}|0)\b"):
                 read_stream(case)
         else:
-            assert case == data or s.error is None
+            # whole: the very bytes, or cut or damaged only in the GOP index that ends the stream
+            assert case == data or s.error is None or "GOP index" in str(s.error)
     assert errors > 0
 
 

@@ -7,19 +7,20 @@ import json
 
 from promptlab.codec.container import read_stream
 from promptlab.codec.rate import measured
-from promptlab.codec.schedule import keyframes
+from promptlab.codec.schedule import gop_starts, stream_segments
 
 
 def describe(path: str) -> dict:
     s = read_stream(path, allow_partial=True)
     h = s.header
-    rate = measured(h, s.header_bytes, s.init_bytes, s.keyframe_bytes)
+    rate = measured(h, s.header_bytes, s.init_bytes, s.keyframe_bytes, s.index_bytes)
     return {
         "path": path,
         **h.settings_fields(),
         "width": h.width, "height": h.height, "frames": h.n_frames,
         "keyframes": len(s.keyframes), "keyframes_expected": h.n_keyframes,
-        "keyframe_frames": keyframes(h.n_frames, h.interval)[: len(s.keyframes)],
+        "keyframe_frames": [seg.keyframe for _, seg in stream_segments(h.n_frames, h.interval, h.gop)][: len(s.keyframes)],
+        "gops": h.n_gops, "gop_frames": gop_starts(h.n_frames, h.gop), "index_bytes": s.index_bytes,
         "context_dim": h.context_dim, "latent_shape": list(h.latent_shape),
         "header_bytes": s.header_bytes, "init_bytes": s.init_bytes,
         "keyframe_bytes": s.keyframe_bytes, "total_bytes": s.total_bytes,
@@ -40,11 +41,13 @@ def main(argv: list[str]) -> int:
     else:
         print(f"{d['path']}: {d['model']}, {d['width']}x{d['height']} @ {d['fps']:g} fps, {d['frames']} frames")
         print(f"  rank {d['rank']}, {d['bits']} bits, keyframe interval {d['interval']}, "
-              f"{d['keyframes']}/{d['keyframes_expected']} keyframes, interp {d['interp']}, init {d['init_mode']}")
+              f"{d['keyframes']}/{d['keyframes_expected']} keyframes, interp {d['interp']}, init {d['init_mode']}, "
+              f"{d['gops']} GOP{'s' if d['gops'] > 1 else ''}")
         kb = d["keyframe_bytes"]
         mean_kb = sum(kb) / len(kb) if kb else 0
-        print(f"  bytes: header {d['header_bytes']}, init latent {d['init_bytes']}, keyframes {sum(kb)} "
-              f"({mean_kb:.0f} each on average), total {d['total_bytes']}")
+        print(f"  bytes: header {d['header_bytes']}, init latent{'s' if d['gops'] > 1 else ''} {d['init_bytes']}, "
+              f"keyframes {sum(kb)} ({mean_kb:.0f} each on average), GOP index {d['index_bytes']}, "
+              f"total {d['total_bytes']}")
         print(f"  rate: {d['kbps']:.1f} kbps counting every byte, {d['kbps_without_init']:.1f} kbps without the init latent")
     if d["error"]:
         print(f"promptlab info: warning: {d['error']}")

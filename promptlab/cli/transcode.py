@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     keyed = rekey(src, a.interval) if a.interval is not None else src
     out = transcode_to_rate(keyed, a.kbps, a.bits) if a.kbps is not None else transcode(keyed, a.rank, a.bits)
     write_bytes_atomic(a.output, out.data)
-    before = measured(src.header, src.header_bytes, src.init_bytes, src.keyframe_bytes)
+    before = measured(src.header, src.header_bytes, src.init_bytes, src.keyframe_bytes, src.index_bytes)
     print(f"{a.stream}: rank {src.header.rank}, {src.header.bits} bits, interval {src.header.interval}, "
           f"{before.total_bytes} B, {before.kbps:.2f} kbps")
     print(f"{a.output}: rank {out.header.rank}, {out.header.bits} bits, interval {out.header.interval}, "

@@ -110,6 +110,8 @@ def export_dir(stream: Stream, folder: str | Path, force: bool = False) -> list[
     from promptlab.io.atomic import atomic_dir
 
     h = stream.header
+    if h.n_gops > 1:
+        raise PromptlabError(f"the reference format holds one init latent; this stream has {h.n_gops} closed GOPs")
     if h.bits != 8:
         raise PromptlabError(f"the reference format holds 8-bit codes; this stream uses {h.bits} bits")
     if h.interp != "factors":

@@ -2,8 +2,9 @@
 
 Keyframe records are entropy coded, so their exact size is known only after coding; before a
 run we use the worst case (the coder's raw fallback), so a solved rank never overshoots the
-target. `kbps` is total bytes × 8 / clip duration; "without init" drops the first-frame latent
-that the Promptus papers leave out of their rates.
+target. `kbps` is total bytes × 8 / clip duration; "without init" drops the init latents (one
+per closed GOP) that the Promptus papers leave out of their rates. The GOP index that ends a
+finished stream is counted too.
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import math
 from dataclasses import dataclass
 
 from promptlab.codec import entropy
-from promptlab.codec.container import StreamHeader
+from promptlab.codec.container import INIT_BITS, StreamHeader
 from promptlab.codec.prompt import TOKENS
-from promptlab.codec.schedule import keyframes
+from promptlab.codec.schedule import gop_starts, stream_segments
 from promptlab.codec.shapes import ModelShape, shape_for
 from promptlab.errors import PromptlabError
 from promptlab.settings import MAX_RANK, Settings
 
 CHUNK_OVERHEAD = 9          # tag u8 + length u32 + CRC32
 SCALES_BYTES = 16           # U scale, U zero-point, V scale, V zero-point (float32)
-HEADER_FIXED = 7 + 42 + 4   # magic, version, body length, fixed body, CRC32 (plus the model name)
+HEADER_FIXED = 7 + 46 + 4   # magic, version, body length, fixed body with the GOP length, CRC32 (plus the model name)
 
 
 @dataclass(frozen=True)
 class RateEstimate:
     header_bytes: int
-    init_bytes: int
+    init_bytes: int             # every GOP's init record
     keyframe_bytes: list[int]
-    total_bytes: int
+    total_bytes: int            # header, inits, keyframes and the GOP index
     kbps: float
     kbps_without_init: float
     exact: bool = False       # True when measured from a written stream
@@ -51,9 +52,12 @@ def keyframe_record_max(rank: int, bits: int, context_dim: int, tokens: int = TO
 
 
 def init_record_bytes(init_mode: str, latent_values: int) -> int:
+    """Worst-case bytes of one init record (entropy-coded modes: their raw fallback)."""
     per = {"f32": 4, "f16": 2}.get(init_mode)
     if per is not None:
         return CHUNK_OVERHEAD + per * latent_values
+    if init_mode == "q6":
+        return CHUNK_OVERHEAD + 4 + entropy.max_block_size(latent_values, INIT_BITS)
     return CHUNK_OVERHEAD + 8 + entropy.max_block_size(latent_values, 8)
 
 
@@ -61,16 +65,18 @@ def estimate(settings: Settings, n_frames: int, shape: ModelShape | None = None)
     shape = shape or shape_for(settings.model)
     lat = settings.size // shape.latent_factor
     header = HEADER_FIXED + len(settings.model.encode())
-    init = init_record_bytes(settings.init_mode, shape.latent_channels * lat * lat)
+    gops = len(gop_starts(n_frames, settings.gop))
+    init = gops * init_record_bytes(settings.init_mode, shape.latent_channels * lat * lat)
     per_key = keyframe_record_max(settings.rank, settings.bits, shape.context_dim)
-    keys = [per_key] * len(keyframes(n_frames, settings.interval))
-    total = header + init + sum(keys)
+    keys = [per_key] * len(stream_segments(n_frames, settings.interval, settings.gop))
+    total = header + init + sum(keys) + CHUNK_OVERHEAD + 8 * gops
     return RateEstimate(header, init, keys, total, kbps(total, n_frames, settings.fps),
                         kbps(total - init, n_frames, settings.fps))
 
 
-def measured(header: StreamHeader, header_bytes: int, init_bytes: int, keyframe_bytes: list[int]) -> RateEstimate:
-    total = header_bytes + init_bytes + sum(keyframe_bytes)
+def measured(header: StreamHeader, header_bytes: int, init_bytes: int, keyframe_bytes: list[int],
+             index_bytes: int = 0) -> RateEstimate:
+    total = header_bytes + init_bytes + sum(keyframe_bytes) + index_bytes
     return RateEstimate(header_bytes, init_bytes, list(keyframe_bytes), total,
                         kbps(total, header.n_frames, header.fps),
                         kbps(total - init_bytes, header.n_frames, header.fps), exact=True)

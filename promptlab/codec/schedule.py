@@ -70,3 +70,28 @@ def segment_of(frame: int, n_frames: int, interval: int) -> Segment:
         return Segment(0, 0, 0)
     i = -(-frame // interval)  # the first keyframe at or after `frame`
     return Segment(i, (i - 1) * interval + 1, min(i * interval, n_frames - 1))
+
+
+def gop_starts(n_frames: int, gop: int) -> list[int]:
+    """First frame of every closed GOP (`gop` frames each, the last one shorter; 0: one GOP)."""
+    if n_frames < 1:
+        raise PromptlabError("a stream needs at least one frame")
+    return list(range(0, n_frames, gop or n_frames))
+
+
+def gop_of(frame: int, gop: int) -> int:
+    """The GOP that holds `frame` (0 when the stream is one GOP)."""
+    return frame // gop if gop else 0
+
+
+def stream_segments(n_frames: int, interval: int, gop: int = 0) -> list[tuple[int, Segment]]:
+    """(GOP, segment) of a whole stream in order; frames are the clip's, `index` counts within the GOP.
+
+    Each closed GOP restarts the schedule at its first frame (its own init latent, its keyframe 0
+    alone), so a GOP is coded exactly like a clip of its length and needs nothing before it.
+    """
+    out = []
+    for g, start in enumerate(gop_starts(n_frames, gop)):
+        length = min(gop or n_frames, n_frames - start)
+        out += [(g, Segment(s.index, s.start + start, s.keyframe + start)) for s in segments(length, interval)]
+    return out

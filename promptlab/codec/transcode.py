@@ -95,7 +95,7 @@ def transcode(stream: Stream, rank: int | None = None, bits: int | None = None) 
         floats = [rec.factors() for rec in stream.keyframes] if rank == h.rank else refactor(stream.keyframes, rank)
         records = [KeyframeRecord(*_requantised(u, v, bits)) for u, v in floats]
     header = replace(h, rank=rank, bits=bits)
-    return Transcoded(header, stream_bytes(header, stream.init_latent, records))
+    return Transcoded(header, stream_bytes(header, stream.inits, records))
 
 
 def transcode_to_rate(stream: Stream, target_kbps: float, bits: int | None = None) -> Transcoded:
@@ -127,6 +127,8 @@ def rekey(stream: Stream, interval: int) -> Stream:
         raise PromptlabError(f"keyframe interval must be >= 1, got {interval}")
     if interval == h.interval:
         return stream
+    if h.n_gops > 1:
+        raise PromptlabError("changing the interval of a stream with closed GOPs is not supported; encode again")
     old = [rec.factors() for rec in stream.keyframes]
     records = []
     for f in keyframes(h.n_frames, interval):

@@ -8,8 +8,13 @@ encoder's reconstruction (yielded as Frame records) and their keyframe latent se
 segment. At the end the partial file is renamed onto OUT in one step. An interrupted encode
 resumes from the partial file's complete records and produces the same bytes.
 
-Bytes attributed to frames: header + init latent on frame 0; each keyframe record spread
-evenly over its segment's frames.
+With closed GOPs (`settings.gop`) the chain restarts at every GOP's first frame from that
+frame's own init latent, so a GOP is coded exactly as a clip of its length would be: the bytes
+of a GOP do not depend on anything before it (what lets workers encode GOPs in parallel,
+runs/distributed.py).
+
+Bytes attributed to frames: header and GOP index on frame 0, each GOP's init latent on its first
+frame; each keyframe record spread evenly over its segment's frames.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ import torch
 
 from promptlab.codec import rate
 from promptlab.codec.container import (
+    Stream,
     StreamHeader,
     StreamWriter,
     decode_init,
     encode_init,
+    index_size,
     read_stream,
 )
-from promptlab.codec.schedule import segments
+from promptlab.codec.schedule import stream_segments
 from promptlab.codec.shapes import ModelShape
 from promptlab.device import set_threads
 from promptlab.engine import records
@@ -109,44 +116,52 @@ def encode(
         model = load_model(settings.model, settings.device, settings.dtype)
     start = start_mode(model, settings)  # refuses an impossible start before anything is written
     header = header_for(settings, model, n_frames)
-    segs = segments(n_frames, settings.interval)
+    segs = stream_segments(n_frames, settings.interval, settings.gop)
     loss = make_loss(settings, model.device)
     first = next(reader, None)
     if first is None:
         raise PromptlabError(f"{source} has no frames to encode")
-    init_latent = model.encode_init(stage_image(to_tensor([first]), settings)).cpu()
-    init_used = decode_init(encode_init(init_latent, header), header)  # what the receiver will see
 
     partial, sidecar = partial_paths(out)
     ident = _identity(source, frange, settings, model)
-    kept = _resumable(partial, sidecar, ident, header, init_used) if resume else []
+    kept = _resumable(partial, sidecar, ident, header) if resume else None
     sidecar.write_text(json.dumps(ident))
     fh = open(partial, "wb")  # noqa: SIM115 - closed in finally / renamed at the end
     try:
-        writer = StreamWriter(fh, header, init_latent)
-        for rec in kept:
-            writer.write_keyframe(rec)
-        yield records.Started(
-            job="encode", n_frames=n_frames, n_keyframes=len(segs), width=settings.size, height=settings.size,
-            fps=settings.fps, model=model.label, header_bytes=writer.header_bytes,
-            init_bytes=writer.init_bytes, resumed_keyframes=len(kept),
-        )
+        writer = StreamWriter(fh, header)
+        n_kept = len(kept.keyframes) if kept else 0
         noise = fixed_noise(header.seed, header.latent_shape)
-        z_prev = init_used
         prev: tuple[torch.Tensor, torch.Tensor] | None = None
         pending = [first]
         first_losses: list[float] = []
         best_losses: list[float] = []
-        for seg in segs:
+        gop_first: dict[int, int] = {}  # GOP -> its first frame
+        for k, (g, seg) in enumerate(segs):
             while len(pending) < seg.length:
                 nxt = next(reader, None)
                 if nxt is None:
                     raise PromptlabError(f"{source} ended after fewer frames than counted ({n_frames})")
                 pending.append(nxt)
+            if seg.index == 0:  # a GOP starts: its own init latent, a fresh chain
+                init_latent = model.encode_init(stage_image(to_tensor(pending[:1]), settings)).cpu()
+                z_prev = decode_init(encode_init(init_latent, header), header)  # what the receiver will see
+                if kept is not None and (g >= len(kept.inits) or not torch.equal(kept.inits[g], z_prev)):
+                    n_kept = min(n_kept, k)  # a partial GOP that does not match is fitted again
+                writer.write_init(init_latent)
+                gop_first[seg.start] = g
+                prev = None
+                if k == 0:
+                    yield records.Started(
+                        job="encode", n_frames=n_frames, n_keyframes=len(segs), width=settings.size,
+                        height=settings.size, fps=settings.fps, model=model.label,
+                        header_bytes=writer.header_bytes, init_bytes=writer.init_bytes,
+                        resumed_keyframes=n_kept,
+                    )
             targets, pending = pending[:seg.length], pending[seg.length:]
             z = segment_input(z_prev, noise, header.blend)
-            if seg.index < len(kept):
-                rec = kept[seg.index]
+            if k < n_kept:
+                rec = kept.keyframes[k]  # type: ignore[union-attr]
+                writer.write_keyframe(rec)
             else:
                 fit = yield from fit_segment(model, seg, to_tensor(targets), z, prev, settings, loss,
                                              cancel=cancel, recon_every=recon_every, started=t_start)
@@ -155,7 +170,7 @@ def encode(
                 os.fsync(fh.fileno())
                 first_losses.append(fit.first_loss)
                 best_losses.append(fit.loss)
-                yield records.KeyframeDone(keyframe=seg.index, frames=list(seg.frames), record_bytes=nbytes,
+                yield records.KeyframeDone(keyframe=k, frames=list(seg.frames), record_bytes=nbytes,
                                            loss=fit.loss, first_loss=fit.first_loss,
                                            elapsed=time.perf_counter() - t_start)
             u, v = rec.factors()
@@ -165,15 +180,18 @@ def encode(
             x0, images = generate_segment(model, z, ctx, out_size=stage_size(settings),
                                           upsampler=settings.upsampler)
             ms = (time.perf_counter() - t0) * 1000 / seg.length
-            per_frame = writer.keyframe_bytes[seg.index] / seg.length
+            per_frame = writer.keyframe_bytes[k] / seg.length
             for i, f in enumerate(seg.frames):
-                extra = writer.header_bytes + writer.init_bytes if f == 0 else 0
-                yield records.Frame(index=f, image=images[i], gen_ms=ms, bytes=per_frame + extra, keyframe=seg.index)
+                extra = writer.init_sizes[gop_first[f]] if f in gop_first else 0
+                if f == 0:
+                    extra += writer.header_bytes + index_size(header)
+                yield records.Frame(index=f, image=images[i], gen_ms=ms, bytes=per_frame + extra, keyframe=k)
             z_prev, prev = x0[-1:], cur
+        writer.finish()
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
-        total = writer.header_bytes + writer.init_bytes + sum(writer.keyframe_bytes)
+        total = writer.total_bytes
         read_stream(partial)  # the finished stream must read back whole before it takes OUT's name
         os.replace(partial, out)
         with contextlib.suppress(FileNotFoundError):
@@ -185,8 +203,9 @@ def encode(
             elapsed=time.perf_counter() - t_start,
             extra={"model": model.label, "perceptual": loss.perceptual, "start": start,
                    "first_losses": first_losses,
-                   "best_losses": best_losses, "resumed_keyframes": len(kept),
+                   "best_losses": best_losses, "resumed_keyframes": n_kept,
                    "header_bytes": writer.header_bytes, "init_bytes": writer.init_bytes,
+                   "index_bytes": writer.index_bytes, "gops": header.n_gops,
                    "keyframe_bytes": list(writer.keyframe_bytes),
                    "stage_scale": settings.stage_scale, "upsampler": settings.upsampler},
         )
@@ -195,17 +214,16 @@ def encode(
             fh.close()
 
 
-def _resumable(partial: Path, sidecar: Path, ident: dict[str, Any], header: StreamHeader,
-               init_used: torch.Tensor) -> list:
-    """The complete keyframe records of a matching partial stream, or [] (a stale one is ignored)."""
+def _resumable(partial: Path, sidecar: Path, ident: dict[str, Any], header: StreamHeader) -> Stream | None:
+    """The readable prefix of a matching partial stream, or None (a stale one is ignored).
+
+    Its init latents are compared with the ones computed again as each GOP starts."""
     if not partial.exists() or not sidecar.exists():
-        return []
+        return None
     try:
         if json.loads(sidecar.read_text()) != ident:
-            return []
+            return None
         stream = read_stream(partial, allow_partial=True)
     except (OSError, ValueError, StreamError, PromptlabError):
-        return []
-    if stream.header != header or stream.init_latent is None or not torch.equal(stream.init_latent, init_used):
-        return []
-    return list(stream.keyframes)
+        return None
+    return stream if stream.header == header else None

@@ -24,7 +24,7 @@ import torch
 
 from promptlab.codec.container import Stream
 from promptlab.codec.prompt import compose, interpolate
-from promptlab.codec.schedule import Segment, segments
+from promptlab.codec.schedule import Segment, stream_segments
 from promptlab.engine.cache import CacheControl, Factors, UnetCache, factors_for
 from promptlab.engine.upsample import upsample
 from promptlab.errors import Cancelled, PromptlabError
@@ -121,28 +121,36 @@ def check_compatible(model: Model, stream: Stream) -> None:
 
 def generate_stream(
     model: Model, stream: Stream, cancel: Any = None, control: CacheControl | None = None,
-    upsampler: str = "bicubic",
+    upsampler: str = "bicubic", stop: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, float, int, float]]:
     """Regenerate every frame: (frame index, uint8 image, generation ms, keyframe index, reused fraction).
 
+    The keyframe index counts the stream's keyframes from its first GOP read (`stream.first_gop`).
+    Each closed GOP restarts from its own init latent. `stop`: no frame at or after it is generated.
     `control` (a CacheControl) picks the cache policy; it is read again at every segment, so a
     caller may switch it while frames are being generated.
     """
     check_compatible(model, stream)
     h = stream.header
-    if stream.init_latent is None:
+    if not stream.inits:
         raise PromptlabError("stream has no init latent")
     noise = fixed_noise(h.seed, h.latent_shape)
     out_size = out_size_for(model, h.height, h.width, h.latent_h, h.latent_w)
     z_prev = stream.init_latent
     prev = None
     cache = UnetCache(model, control or CacheControl())
-    for seg in segments(h.n_frames, h.interval):
-        if seg.index >= len(stream.keyframes):
+    k = -1
+    for g, seg in stream_segments(h.n_frames, h.interval, h.gop):
+        if g < stream.first_gop:
+            continue
+        k += 1
+        if k >= len(stream.keyframes) or (stop is not None and seg.start >= stop):
             break  # a partial stream: regenerate what it holds
         if cancel is not None and cancel.is_set():
             raise Cancelled("decode cancelled")
-        u, v = stream.keyframes[seg.index].factors()
+        if seg.index == 0:  # a closed GOP starts its own chain
+            z_prev, prev = stream.inits[g - stream.first_gop], None
+        u, v = stream.keyframes[k].factors()
         cur = (u.to(model.device), v.to(model.device))
         contexts = segment_contexts(seg, cur, prev, h.interp)
         factors = factors_for(seg.index, cur, prev, seg.alphas().to(model.device), h.interp)
@@ -153,6 +161,6 @@ def generate_stream(
         ms = (time.perf_counter() - t0) * 1000 / seg.length
         reused = cache.reused()
         for i, frame in enumerate(seg.frames):
-            yield frame, images[i], ms, seg.index, reused[i] if i < len(reused) else 0.0
+            yield frame, images[i], ms, k, reused[i] if i < len(reused) else 0.0
         z_prev = x0[-1:]
         prev = cur

@@ -36,6 +36,7 @@ from promptlab.gui.controls import Controls
 from promptlab.gui.jobs import DEFAULT_PIPELINE, Job
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
+from promptlab.gui.rdview import RdContext
 from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
 from promptlab.gui.session import Session, save_session
 from promptlab.gui.state import LabState
@@ -127,6 +128,8 @@ class MainWindow(OpeningMixin, QMainWindow):
     def _wire(self) -> None:
         self.transport.indexChanged.connect(self._seeked)
         self.plots.frameClicked.connect(self.seek)
+        self.viewer.rd.provider = self._rd_context
+        self.viewer.rd.runClicked.connect(self.load_run)
         self.controls.changed.connect(self._settings_changed)
         self.controls.runRequested.connect(self.run)
         self.controls.cancelRequested.connect(self.cancel)
@@ -144,10 +147,10 @@ class MainWindow(OpeningMixin, QMainWindow):
             "Space": self.transport.toggle_play, "Home": lambda: self.seek(0),
             "End": lambda: self.seek(self.viewer.count() - 1), "Ctrl+O": self.open_dialog,
             "Ctrl+Shift+O": self.open_folder_dialog, "Ctrl+R": self.run, "Escape": self.cancel,
-            "1": lambda: self.set_mode("side"), "2": lambda: self.set_mode("split"),
-            "3": lambda: self.set_mode("diff"), "B": lambda: self.controls.baseline.toggle(),
-            "+": lambda: self.viewer.zoom(0.8), "-": lambda: self.viewer.zoom(1.25),
+            "B": lambda: self.controls.baseline.toggle(),
+            "+": lambda: self.viewer.zoom_step(1), "-": lambda: self.viewer.zoom_step(-1),
             "0": self.viewer.fit, "Ctrl+E": self.export_dialog,
+            **{str(k + 1): (lambda m=m: self.set_mode(m)) for k, m in enumerate(MODES)},
         }
         for seq, fn in keys.items():
             QShortcut(QKeySequence(seq), self, activated=fn)
@@ -237,6 +240,8 @@ class MainWindow(OpeningMixin, QMainWindow):
     def _show_frame(self, rec: FrameResult) -> None:
         if rec.stage == "baseline":
             self.viewer.set_baseline(rec.index, rec.image)
+            if rec.lpips_map is not None:
+                self.viewer.set_lpips_map(rec.index, rec.lpips_map, baseline=True)
             self.plots.add_baseline(rec.row())
             return
         if rec.lpips_map is not None:
@@ -264,6 +269,8 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.plots.redraw()
         if outcome == "finished":
             st.shown_key = st.running_key
+            if self.viewer.mode == "rd":
+                self.viewer.rd.refresh()  # the new run is a point of it
             self.controls.progress.setValue(1000)
             self.controls.status.setText(summary_text(st.summary, st.baseline))
         elif outcome == "cancelled":
@@ -279,6 +286,31 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.viewer.refresh()
         self.state.shown_key = res.key
         self._settings_changed()
+
+    def load_run(self, key: str) -> None:
+        """Show a stored run (the RD view's click) with the settings its stream records."""
+        res = self.cache.load(key)
+        if res is None:
+            self.show_error(f"the run {key} is no longer in the results cache")
+            return
+        if res.stream.is_file():
+            from promptlab.codec.container import iter_stream
+
+            with res.stream.open("rb") as fh:
+                _, header, _ = next(iter_stream(fh))
+            self.controls.set_settings(header.to_settings(self.controls.settings()))
+        self.show_result(res)
+        self.controls.status.setText(f"loaded the stored run {key} (nothing recomputed)")
+
+    def _rd_context(self) -> RdContext | None:
+        """The RD view's clip: this source, frame range and settings' size, crop and fps."""
+        from promptlab.runs.rd import clip_id
+
+        st = self.state
+        if not st.source or not self.viewer.originals:
+            return None
+        s = self.controls.settings()
+        return RdContext(self.cache, clip_id(st.source, s, st.run_frames()), self.viewer.originals, s.fps)
 
     # ------------------------------------------------------------------ view
     def seek(self, index: int) -> None:

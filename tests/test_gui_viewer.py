@@ -1,0 +1,203 @@
+"""The viewer as researchers use it: integer zoom synced across panes, pixel-true drawing, the
+magnifier's readout, A/B flicker, one difference measure for both codecs, and the RD view's
+click-to-load."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from promptlab.gui.viewer import Viewer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _dirs(lab_dirs):
+    return lab_dirs
+
+
+@pytest.fixture
+def frames():
+    rng = np.random.default_rng(7)
+    orig = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(3)]
+    recon = [255 - f for f in orig]
+    base = [f // 2 for f in orig]
+    return orig, recon, base
+
+
+@pytest.fixture
+def viewer(qtbot, frames):
+    orig, recon, base = frames
+    v = Viewer()
+    qtbot.addWidget(v)
+    v.resize(1000, 560)
+    v.show()
+    v.set_originals(orig)
+    for i in range(3):
+        v.set_recon(i, recon[i])
+        v.set_baseline(i, base[i])
+    v.set_show_baseline(True)
+    settle()
+    return v
+
+
+def settle() -> None:
+    for _ in range(6):
+        QApplication.processEvents()
+
+
+def screen_pixel(v: Viewer, pane: int, x: float, y: float) -> QPoint:
+    """Where image point (x, y) of a pane is on the viewer's GraphicsLayoutWidget."""
+    scene = v.boxes[pane].mapViewToScene(QPointF(x, y))
+    return v.glw.mapFromScene(scene)
+
+
+def grab(widget) -> np.ndarray:
+    img = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    return np.frombuffer(img.constBits(), np.uint8).reshape(h, bpl)[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def test_integer_zoom_nearest_neighbour_synced_across_panes(viewer, frames):
+    v = viewer
+    orig, recon, base = frames
+    assert v.view is None and v.scale() == pytest.approx(v.image_scale())        # fit by default
+    v.zoom_step(1)
+    settle()
+    assert v.view[0] in (1, 2, 4, 8) and v.image_scale() == pytest.approx(v.view[0])
+    v.set_zoom(8)
+    v.zoom_step(1)                                                                # 8× is the most
+    settle()
+    assert v.view[0] == 8 and v.image_scale() == pytest.approx(8.0)
+    # a drag in the H.265 pane pans every pane by as much, at the same scale
+    box = v.boxes[2]
+    box.translateBy(x=5.0, y=-3.0)
+    box.sigRangeChangedManually.emit(box.state["mouseEnabled"])
+    settle()
+    centres = [(b.viewRect().center().x(), b.viewRect().center().y()) for b in v.boxes]
+    assert all(c == pytest.approx(centres[2]) for c in centres)
+    assert centres[2] == pytest.approx((24 + 5.0, 16 - 3.0), abs=0.01)
+    assert v.image_scale() == pytest.approx(8.0)
+    # nearest neighbour: each image pixel is an 8×8 block of exactly its colour, in every pane
+    shot = grab(v.glw)
+    for pane, img in ((0, orig[0]), (1, recon[0]), (2, base[0])):
+        for x, y in ((26, 14), (30, 10), (22, 18)):
+            for dx, dy in ((0.15, 0.15), (0.5, 0.5), (0.85, 0.85)):
+                p = screen_pixel(v, pane, x + dx, y + dy)
+                assert tuple(shot[p.y(), p.x()]) == tuple(img[y, x]), (pane, x, y, dx)
+    # the wheel steps too, about the cursor: the image point under it stays put
+    v.zoom_step(-1, anchor=(30.0, 10.0))
+    settle()
+    assert v.view[0] == 4
+    before = screen_pixel(v, 0, 30.0, 10.0)
+    v.zoom_step(-1, anchor=(30.0, 10.0))
+    settle()
+    assert v.view[0] == 2 and screen_pixel(v, 0, 30.0, 10.0) == before
+    v.zoom_step(-1)
+    v.zoom_step(-1)
+    assert v.view is None                                                         # below 1×: fit
+
+
+def test_magnifier_reads_every_pane_at_the_cursor(qtbot, viewer, frames):
+    v = viewer
+    orig, recon, base = frames
+    v.seek(1)
+    v.set_zoom(4)
+    settle()
+    for x, y in ((0, 0), (47, 31), (13, 22)):
+        qtbot.mouseMove(v.glw.viewport(), screen_pixel(v, 1, x + 0.5, y + 0.5))
+        settle()
+        assert v.cursor == (x, y)
+        want = {"original": orig[1][y, x], "recon": recon[1][y, x], "H.265": base[1][y, x]}
+        got = v.pixel_values(x, y)
+        assert {k: tuple(c) for k, c in want.items()} == got
+        for name, rgb in want.items():
+            assert f"{name} ({rgb[0]}, {rgb[1]}, {rgb[2]})" in v.readout.text()
+        # the magnifier's centre cell of each tile is that pixel, with a grid between cells
+        pic = v.magnified()
+        from promptlab.gui.viewer import MAG_CELL, MAG_RADIUS
+
+        tile = (2 * MAG_RADIUS + 1) * MAG_CELL
+        for t, rgb in enumerate(want.values()):
+            cx = t * (tile + 6) + MAG_RADIUS * MAG_CELL + MAG_CELL // 2
+            assert tuple(pic[MAG_RADIUS * MAG_CELL + MAG_CELL // 2, cx]) == tuple(rgb)
+            assert tuple(pic[MAG_CELL, t * (tile + 6) + MAG_CELL // 2]) == (0, 0, 0)  # grid line
+    assert v.pixel_values(48, 0) == {"original": None, "recon": None, "H.265": None}
+
+
+def test_flicker_toggles_between_the_pair_on_f_and_at_its_rate(qtbot, viewer, frames):
+    v = viewer
+    orig, recon, base = frames
+    v.set_flicker_rate(0)
+    v.set_mode("flicker")
+    settle()
+    shown = lambda: v.items[0].image  # noqa: E731
+    assert v._n_panes() == 1 and np.array_equal(shown(), orig[0]) and "ORIGINAL (A)" in v.titles[0].text
+    qtbot.keyClick(v, Qt.Key.Key_F)
+    assert np.array_equal(shown(), recon[0]) and "RECONSTRUCTION (B)" in v.titles[0].text
+    v.flicker_toggle()
+    assert np.array_equal(shown(), orig[0])
+    v.next_flicker_pair()                                                   # reconstruction ↔ H.265
+    assert np.array_equal(shown(), recon[0])
+    v.flicker_toggle()
+    assert np.array_equal(shown(), base[0]) and "H.265 (B)" in v.titles[0].text
+    assert not v.flicker_timer.isActive()
+    v.set_flicker_rate(20)                                                  # now it flips by itself
+    assert v.flicker_timer.isActive()
+    seen = set()
+    qtbot.waitUntil(lambda: seen.add(v.flicker_side) or seen == {0, 1}, timeout=5_000)
+    v.set_mode("side")
+    assert not v.flicker_timer.isActive()
+
+
+def test_difference_uses_one_measure_for_both_codecs_with_a_legend(viewer, frames):
+    v = viewer
+    orig, recon, base = frames
+    v.set_mode("diff")
+    gray = np.full((32, 48), 128, np.uint8)
+    v.set_lpips_map(0, gray)                               # promptlab has a map, H.265 not yet
+    v.refresh()
+    titles = [t for t, _ in v._images()]
+    assert v.measure() == "abs" and "×4" in titles[1] and "×4" in titles[2]
+    from promptlab.gui.viewer import abs_diff_heat, heat
+
+    assert np.array_equal(v._images()[2][1], abs_diff_heat(orig[0], base[0], 4.0))
+    v.set_lpips_map(0, gray // 2, baseline=True)           # both have one: LPIPS for both
+    v.refresh()
+    imgs = v._images()
+    assert v.measure() == "lpips" and all("LPIPS" in t for t, _ in imgs[1:])
+    assert np.array_equal(imgs[1][1], heat(gray / 255.0)) and np.array_equal(imgs[2][1], heat((gray // 2) / 255.0))
+    assert v.legend.isVisible() and "every pane" in v.zoom_label.text()
+    v.next_diff_measure()
+    assert v.measure() == "abs" and all("×4" in t for t, _ in v._images()[1:])
+    v.set_mode("side")
+    assert not v.legend.isVisible()
+
+
+def test_frames_keep_their_size_through_modes_and_results(viewer, frames):
+    v = viewer
+    orig, recon, base = frames
+    for zoom in (None, 4):
+        if zoom:
+            v.set_zoom(zoom)
+        v.set_mode("side")
+        settle()
+        before = v.image_scale()
+        for _ in range(2):
+            for mode in ("split", "diff", "flicker", "rd", "side"):
+                v.set_mode(mode)
+                settle()
+                if mode != "rd":
+                    assert v.image_scale() == pytest.approx(before, rel=0.01), (zoom, mode)
+        v.clear_results()
+        v.set_recon(0, recon[1])
+        settle()
+        assert v.image_scale() == pytest.approx(before, rel=0.01)

@@ -16,7 +16,7 @@ from promptlab.engine.records import (
     Started,  # an engine started on the stream: its shape and fixed bytes
 )
 
-STAGES = ("encode", "decode", "baseline")
+STAGES = ("encode", "decode", "preview", "baseline")
 
 
 @dataclass

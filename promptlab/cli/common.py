@@ -21,6 +21,8 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--size": ("size", int, "square frame size in px (multiple of 8)"),
     "--rank": ("rank", int, "prompt rank r (bytes per keyframe ~ 1101·r at SD-Turbo width)"),
     "--interval": ("interval", int, "keyframe interval k in frames"),
+    "--gop": ("gop", int, "closed GOP length in frames, a multiple of the interval: every GOP restarts the "
+              "chain from its own init latent, so a decoder seeks to it (0: the clip is one GOP)"),
     "--bits": ("bits", int, "quantiser bits (2..8)"),
     "--iters": ("iters", int, "iterations per later keyframe"),
     "--first-iters": ("first_iters", int, "iterations for keyframe 0"),

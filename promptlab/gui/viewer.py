@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
@@ -40,7 +40,7 @@ def heat(d: np.ndarray) -> np.ndarray:
     r = np.clip(d * 2.0, 0, 1)
     g = np.clip(d * 2.0 - 1.0, 0, 1)
     b = np.clip(d * 4.0 - 3.0, 0, 1)
-    return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+    return np.rint(np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)  # rounded: float32 and 64 agree
 
 
 def abs_diff_heat(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
@@ -56,6 +56,21 @@ class PaneBox(pg.ViewBox):
     def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802 - Qt API
         ev.accept()
         self.wheelStep.emit(1 if ev.delta() > 0 else -1, ev.scenePos())
+
+
+class PaneTitle(pg.LabelItem):
+    """A pane's title that never asks for width: a long title must not widen its column, so the
+    panes stay equal and the fit scale holds for every one of them."""
+
+    def updateMin(self) -> None:  # noqa: N802 - pyqtgraph API
+        super().updateMin()
+        self.setMinimumWidth(0)
+
+    def sizeHint(self, hint, constraint):  # noqa: N802 - Qt API
+        size = super().sizeHint(hint, constraint)
+        if hint != Qt.SizeHint.MaximumSize:
+            size.setWidth(0)
+        return size
 
 
 class Viewer(QWidget):
@@ -93,6 +108,7 @@ class Viewer(QWidget):
         self.magnifier = QLabel()
         self.legend = QLabel()
         self.zoom_label = QLabel()
+        self.zoom_label.setWordWrap(True)  # long text wraps: it must never widen the viewer (and its panes)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
         left = QVBoxLayout()
@@ -113,7 +129,7 @@ class Viewer(QWidget):
         self.items: list[pg.ImageItem] = []
         self.titles: list[pg.LabelItem] = []
         for k in range(3):
-            title = pg.LabelItem("", color="#dddddd")
+            title = PaneTitle("", color="#dddddd")
             vb = PaneBox(lockAspect=True, invertY=True, enableMenu=False)
             vb.disableAutoRange()
             item = pg.ImageItem()
@@ -127,7 +143,7 @@ class Viewer(QWidget):
         self.divider = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#ffcc00", width=2))
         self.divider.sigPositionChanged.connect(self._divider_moved)
         self.boxes[0].addItem(self.divider, ignoreBounds=True)
-        self.glw.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.glw.viewport().installEventFilter(self)  # every move: the scene's signal drops fast ones
         self.flicker_timer = QTimer(self)
         self.flicker_timer.timeout.connect(self.flicker_toggle)
         for seq, fn in {"F": self.flicker_toggle, "Shift+F": self.next_flicker_pair,
@@ -417,6 +433,13 @@ class Viewer(QWidget):
         return f"zoom {z} ({self.scale():.2f} screen px per image px) · wheel or + / − steps 1×, 2×, 4×, 8× · 0 fits"
 
     # ------------------------------------------------------------------ pixels
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 - Qt API
+        """Follow every mouse move over the panes: pyqtgraph's sigMouseMoved is rate-limited and
+        would leave the magnifier on a pixel the cursor has already left."""
+        if ev.type() == QEvent.Type.MouseMove and obj == self.glw.viewport():
+            self._mouse_moved(self.glw.mapToScene(ev.position().toPoint()))
+        return super().eventFilter(obj, ev)
+
     def _mouse_moved(self, pos) -> None:
         for k in range(self._n_panes()):
             vb = self.boxes[k]

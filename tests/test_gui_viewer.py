@@ -201,3 +201,57 @@ def test_frames_keep_their_size_through_modes_and_results(viewer, frames):
         v.set_recon(0, recon[1])
         settle()
         assert v.image_scale() == pytest.approx(before, rel=0.01)
+
+
+@pytest.mark.slow
+def test_clicking_a_run_in_the_rd_view_loads_it(qtbot):
+    """Two stored runs of one clip are two points; a real click on one shows that run's settings
+    and frames from the results cache, with no job started."""
+    from pathlib import Path
+
+    from promptlab.gui.session import Session
+    from promptlab.gui.window import MainWindow
+    from promptlab.runs.lab import RunSpec, run_lab
+    from promptlab.runs.records import Saved
+    from promptlab.runs.results import ResultsCache
+    from promptlab.settings import Settings
+
+    sky = Path(__file__).resolve().parents[1] / "promptlab" / "assets" / "sky.mp4"
+    small = Settings(model="tiny", size=64, rank=4, interval=4, iters=2, first_iters=2, patience=2,
+                     first_patience=2, perceptual="none", threads=1, fps=30.0)
+    cache = ResultsCache()
+    keys = {}
+    for rank in (2, 6):
+        recs = run_lab(RunSpec(settings=small.replace(rank=rank), source=str(sky), frames=(0, 6),
+                               cache_root=str(cache.root)))
+        keys[rank] = next(r for r in recs if isinstance(r, Saved)).key
+    stored = sorted(p.name for p in cache.root.iterdir())
+
+    w = MainWindow(Session(settings=small))
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open(str(sky), frames="0:6"), w.state.last_error
+    qtbot.waitUntil(lambda: len(w.viewer.originals) == 6, timeout=30_000)
+    w.set_mode("rd")
+    rd = w.viewer.rd
+    assert [p.key for p in rd.points] == [keys[2], keys[6]] and [p.label for p in rd.points] == ["r2 k4", "r6 k4"]
+    qtbot.waitUntil(lambda: not rd.busy(), timeout=120_000)                # the H.265 ladder, in the background
+    assert rd.rungs and "BD-rate" in rd.info.text()
+    settle()
+
+    point = rd.points[1]                                                  # rank 6: not the window's rank 4
+    plot = rd.plots["psnr"]
+    pos = rd.glw.mapFromScene(plot.vb.mapViewToScene(QPointF(point.kbps, point.psnr)))
+    with qtbot.waitSignal(rd.runClicked, timeout=5_000) as clicked:
+        qtbot.mouseClick(rd.glw.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert clicked.args == [keys[6]]
+    settle()
+    res = cache.load(keys[6])
+    assert w.controls.settings().rank == 6 and w.state.shown_key == keys[6] and not w.is_stale()
+    assert sorted(w.viewer.recon) == list(range(6))
+    assert all(np.array_equal(w.viewer.recon[i], res.recon[i]) for i in range(6))
+    assert [w.state.rows[i].psnr for i in range(6)] == [row["psnr"] for row in res.frames]
+    assert w.runner.jobs_started == 0                                     # nothing recomputed
+    assert sorted(p.name for p in cache.root.iterdir() if p.name != "rd") == stored
+    w.close()

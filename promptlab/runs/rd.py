@@ -70,16 +70,34 @@ def cached_points(cache: ResultsCache, clip: str) -> list[RdPoint]:
     return sorted(out, key=lambda q: q.kbps)
 
 
-def _label(stream: Path) -> str:
-    """"r<rank> k<interval>" from the stream's header (the one home of those settings)."""
+def _header(stream: Path) -> Any:
     from promptlab.codec.container import iter_stream
 
+    with stream.open("rb") as fh:
+        _, header, _ = next(iter_stream(fh))
+    return header
+
+
+def _label(stream: Path) -> str:
+    """"r<rank> k<interval>" from the stream's header (the one home of those settings)."""
     try:
-        with stream.open("rb") as fh:
-            _, header, _ = next(iter_stream(fh))
+        header = _header(stream)
         return f"r{header.rank} k{header.interval}"
     except Exception:  # noqa: BLE001 - an unreadable stream still has a point, just no label
         return "?"
+
+
+def run_settings(stream: Path, base: Settings) -> Settings:
+    """`base` with what a stored run's stream header records: loading the run names its result again.
+
+    The header keeps floats (blend, fps) as float32; they come back as the shortest decimals that
+    round-trip float32 (0.05, not 0.05000000074505806), the values the run was given, so the
+    results-cache key and the clip match the run's own.
+    """
+    header = _header(stream)
+    exact = {k: float(np.format_float_positional(np.float32(v), unique=True))
+             for k, v in header.settings_fields().items() if isinstance(v, float)}
+    return header.to_settings(base).replace(**exact)
 
 
 def ladder_targets(points: Sequence[RdPoint], steps: int = LADDER_STEPS) -> list[float]:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -216,6 +217,37 @@ def test_cli_screenshot_path(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "promptlab", "gui", str(tmp_path / "nope.mp4"), "--exit"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_one_run_five_views_five_screenshots(tmp_path):
+    """`--run --view V --zoom N --screenshot --exit`: one run (the later ones reuse it) and five
+    pictures that differ in far more than the view buttons; --zoom 8 changes the side view too."""
+    from PySide6.QtGui import QImage
+
+    from promptlab.gui.views import MODES
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    base = [sys.executable, "-m", "promptlab", "gui", str(SKY), "--frames", "0:6", "--size", "64", "--rank", "4",
+            "--interval", "5", "--iters", "3", "--first-iters", "5", "--baseline", "--run", "--exit"]
+
+    def shot(name: str, *flags: str) -> np.ndarray:
+        out = tmp_path / f"{name}.png"
+        r = subprocess.run([*base, *flags, "--screenshot", str(out)], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        img = QImage(str(out)).convertToFormat(QImage.Format.Format_RGB888)
+        w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+        return np.frombuffer(img.constBits(), np.uint8).reshape(h, bpl)[:, : 3 * w].reshape(h, w, 3).copy()
+
+    shots = {v: shot(v, "--view", v) for v in MODES}
+    shots["side-8x"] = shot("side-8x", "--view", "side", "--zoom", "8")
+    names = list(shots)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert shots[a].shape == shots[b].shape
+            changed = np.any(shots[a] != shots[b], axis=2).mean()
+            assert changed > 0.02, (a, b, changed)
 
 
 @pytest.mark.slow

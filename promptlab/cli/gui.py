@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from promptlab.cli.common import add_settings_args, explicit_settings
 from promptlab.errors import PromptlabError
+from promptlab.gui.views import MODE_LABELS, MODES, ZOOMS
 
 if TYPE_CHECKING:
     from promptlab.gui.app import GuiOptions
@@ -17,7 +18,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="video, image folder or .plab stream (default: the sample sky clip)")
     add_settings_args(p)  # the same settings flags, --preset, --kbps and --frames as every command
     p.add_argument("--baseline", action="store_true", help="also H.265 at the same bitrate (third pane)")
-    p.add_argument("--mode", choices=("side", "split", "diff"), help="viewer mode")
+    p.add_argument("--view", choices=MODES, help="what the viewer shows (keys 1–5 in the window): "
+                   + "; ".join(f"{m}: {MODE_LABELS[m]}" for m in MODES))
+    p.add_argument("--zoom", type=int, choices=(0, *ZOOMS), metavar="N",
+                   help=f"screen pixels per image pixel, one of {', '.join(map(str, ZOOMS))}; 0 fits (the default)")
     p.add_argument("--seek", type=int, help="show this frame after the run")
     p.add_argument("--run", action="store_true", help="run encode, decode and metrics at start")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a picture of the window (after --run)")
@@ -31,7 +35,8 @@ def options(argv: list[str]) -> GuiOptions:
 
     a = parser().parse_args(argv)
     return GuiOptions(source=a.source, frames=a.frames, preset=a.preset, changes=explicit_settings(a), kbps=a.kbps,
-                      baseline=a.baseline, run=a.run, screenshot=a.screenshot, exit=a.exit, mode=a.mode, seek=a.seek)
+                      baseline=a.baseline, run=a.run, screenshot=a.screenshot, exit=a.exit, view=a.view,
+                      zoom=a.zoom, seek=a.seek)
 
 
 def main(argv: list[str]) -> int:

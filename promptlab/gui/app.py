@@ -36,7 +36,8 @@ class GuiOptions:
     run: bool = False
     screenshot: str | None = None
     exit: bool = False
-    mode: str | None = None
+    view: str | None = None                                 # one of gui.views.MODES
+    zoom: int | None = None                                 # one of gui.views.ZOOMS; 0 fits
     seek: int | None = None
 
 
@@ -159,8 +160,10 @@ def run_gui(o: GuiOptions) -> int:
     if o.kbps is not None:
         win.controls.use_target.setChecked(True)
         win.controls.target.setValue(o.kbps)
-    if o.mode:
-        win.set_mode(o.mode)
+    if o.view:
+        win.set_mode(o.view)
+    if o.zoom:
+        _when(lambda: win.viewer.count() > 0, lambda: win.viewer.set_zoom(o.zoom))  # loading the frames fits them
     _echo_progress(win)
 
     def finish(result: str) -> None:
@@ -168,8 +171,11 @@ def run_gui(o: GuiOptions) -> int:
         _say(f"run {result}" + (f": {win.state.last_error}" if result == "error" and win.state.last_error else ""))
         if o.seek is not None:
             win.seek(o.seek)
-        if o.screenshot:
-            QTimer.singleShot(300, guarded(lambda: (_shoot(win, o.screenshot), _quit(win, app, o))))
+        rd = win.viewer.rd
+        if o.view == "rd" and not rd.busy():
+            rd.refresh()  # a reused result is a point of it too
+        if o.screenshot:  # the RD view's H.265 ladder first: it is computed in the background
+            _when(lambda: not rd.busy(), guarded(lambda: (_shoot(win, o.screenshot), _quit(win, app, o))), 300)
         else:
             _quit(win, app, o)
 
@@ -209,6 +215,19 @@ def _echo_progress(win) -> None:
             _say(f"{100 * frac:3.0f}% {text}" + (f" (ETA {eta:.0f} s)" if eta >= 0 else ""))
 
     win.runner.progress.connect(echo)
+
+
+def _when(ready, then, delay_ms: int = 0) -> None:
+    """Call `then` once `ready()` holds (checked every 100 ms on the UI thread), `delay_ms` later."""
+    from PySide6.QtCore import QTimer
+
+    def check() -> None:
+        if ready():
+            QTimer.singleShot(delay_ms, then)
+        else:
+            QTimer.singleShot(100, check)
+
+    check()
 
 
 def _shoot(win, path: str) -> None:

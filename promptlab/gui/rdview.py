@@ -54,7 +54,10 @@ class RdView(QWidget):
             p.setLabel("bottom", "kbps (every byte counted)")
             p.setLabel("left", "LPIPS — lower is better" if metric == "lpips" else "PSNR (dB) — higher is better")
             p.showGrid(x=True, y=True, alpha=0.25)
-            p.addLegend(offset=(-10, 5), labelTextSize="8pt")
+            for ax in ("left", "bottom"):
+                p.getAxis(ax).enableAutoSIPrefix(False)  # LPIPS 0.7, never "700 (x0.001)"
+            # the legend in the corner the good points stay away from: LPIPS falls, PSNR rises with rate
+            p.addLegend(offset=(-10, 5) if metric == "lpips" else (-10, -5), labelTextSize="8pt")
         self.info = QLabel("")
         self.info.setWordWrap(True)
         lay = QVBoxLayout(self)

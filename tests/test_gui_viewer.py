@@ -255,3 +255,30 @@ def test_clicking_a_run_in_the_rd_view_loads_it(qtbot):
     assert w.runner.jobs_started == 0                                     # nothing recomputed
     assert sorted(p.name for p in cache.root.iterdir() if p.name != "rd") == stored
     w.close()
+
+
+def test_each_frame_reaches_the_plots_as_its_record_arrives(qtbot):
+    """No batching in the window: when a FrameResult is handled, it is already a point of the plots
+    and a frame of the viewer (the curves are redrawn at most every THROTTLE_MS)."""
+    from pathlib import Path
+
+    from promptlab.gui.window import MainWindow
+    from promptlab.runs.records import FrameResult
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    assert w.open(str(Path(__file__).resolve().parents[1] / "promptlab" / "assets" / "sky.mp4"), frames="0:3")
+    seen: list[tuple[int, int, bool]] = []
+
+    def check(rec) -> None:  # connected after the window's own handler, so it runs right after it
+        if isinstance(rec, FrameResult):
+            seen.append((rec.index, len(w.plots.bytes.values), rec.index in w.viewer.recon))
+
+    w.runner.record.connect(check)
+    w.pipeline = "test_gui_fakes:slow_pipeline"                # a frame every 50 ms
+    w.run()
+    qtbot.waitUntil(lambda: len(seen) >= 6, timeout=60_000)
+    with qtbot.waitSignal(w.jobDone, timeout=30_000):
+        w.cancel()
+    assert seen[:6] == [(i, i + 1, True) for i in range(6)]
+    w.close()

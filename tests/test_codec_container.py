@@ -11,6 +11,7 @@ from promptlab.codec.container import (
     KeyframeRecord,
     StreamHeader,
     StreamWriter,
+    index_size,
     iter_stream,
     read_stream,
     stream_bytes,
@@ -147,8 +148,12 @@ def test_foreign_and_future_files_are_refused():
     data[4] = 9
     with pytest.raises(StreamError, match="version 9"):
         read_stream(bytes(data))
+    whole = stream_bytes(header, init, recs)
+    unfinished = whole[:-index_size(header)]  # no GOP index yet: a record more is one keyframe too many
     with pytest.raises(StreamError, match="more keyframes"):
-        read_stream(stream_bytes(header, init, recs) + stream_bytes(header, init, recs)[-2000:][:0] + _extra_record(header, recs[0]))
+        read_stream(unfinished + _extra_record(header, recs[0]))
+    with pytest.raises(StreamError, match="data after the GOP index"):
+        read_stream(whole + _extra_record(header, recs[0]))
 
 
 def _extra_record(header, rec):
@@ -169,10 +174,13 @@ def test_rate_arithmetic():
     codes_only = 1101 * 8 * 8 * 30 / 10 / 1000
     assert abs(codes_only - 211.39) < 0.01
     assert steady_kbps(8, 10, 30) == pytest.approx((1101 * 8 + 16 + 9 + 1) * 8 * 3 / 1000)
-    s = Settings(model="sd-turbo", size=512)
+    s = Settings(model="sd-turbo", size=512, init_mode="f32")
     est = estimate(s, 141)
     assert est.init_bytes == 9 + 4 * 4 * 64 * 64
-    assert est.total_bytes == est.header_bytes + est.init_bytes + sum(est.keyframe_bytes)
+    assert est.total_bytes == est.header_bytes + est.init_bytes + sum(est.keyframe_bytes) + 9 + 8  # the GOP index
+    q6 = estimate(s.replace(init_mode="q6", gop=70), 141)  # three GOPs, each its init latent, the index 3 offsets
+    assert q6.init_bytes == 3 * (9 + 4 + 1 + 4 * 64 * 64 * 6 // 8)
+    assert q6.total_bytes == q6.header_bytes + q6.init_bytes + sum(q6.keyframe_bytes) + 9 + 8 * 3
     assert est.kbps == pytest.approx(kbps(est.total_bytes, 141, 30))
     # solved ranks fit the target and are the largest that do
     for target in (150, 300, 600):
@@ -213,17 +221,18 @@ def test_header_maps_to_and_from_settings():
 
 
 def test_header_bytes_follow_the_documented_layout():
-    """docs/format.md: 53 + L bytes; model-name length at offset 48, the name at 49, CRC32 last."""
+    """docs/format.md: 57 + L bytes; model-name length at offset 48, the name at 49, the GOP length, CRC32 last."""
     import struct
     import zlib
 
     h = StreamHeader(model="sd-turbo", width=512, height=512, fps=30.0, n_frames=141, rank=8, bits=8,
-                     interval=10, seed=88, blend=0.05)
+                     interval=10, seed=88, blend=0.05, gop=70)
     hb = h.to_bytes()
-    assert len(hb) == 53 + 8 and hb[:5] == b"PLAB\x01"
-    assert struct.unpack_from("<H", hb, 5)[0] == 42 + 8
+    assert len(hb) == 57 + 8 and hb[:5] == b"PLAB\x02"
+    assert struct.unpack_from("<H", hb, 5)[0] == 46 + 8
     assert struct.unpack_from("<HH", hb, 7) == (512, 512) and struct.unpack_from("<H", hb, 23)[0] == 8
     assert struct.unpack_from("<H", hb, 40)[0] == 1024 and hb[42] == 4
     assert struct.unpack_from("<HH", hb, 43) == (64, 64) and hb[47] == 0
     assert hb[48] == 8 and hb[49:57] == b"sd-turbo"
-    assert struct.unpack_from("<I", hb, 57)[0] == zlib.crc32(hb[:57])
+    assert struct.unpack_from("<I", hb, 57)[0] == 70
+    assert struct.unpack_from("<I", hb, 61)[0] == zlib.crc32(hb[:61])

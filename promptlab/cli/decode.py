@@ -51,8 +51,7 @@ def main(argv: list[str]) -> int:
     header = read_header(a.stream) if span else stream.header
     from tqdm import tqdm
 
-    n_out = header.n_frames if span is None else min(span[1] or header.n_frames, header.n_frames) - span[0]
-    bar = tqdm(total=max(n_out, 0), file=sys.stderr, disable=a.quiet, unit="frame")
+    bars: list = []  # made at Started, when the frame count is known (a bad range fails before any bar)
     summary: dict = {}
 
     def frames():
@@ -60,9 +59,10 @@ def main(argv: list[str]) -> int:
                         cache_threshold=a.cache_threshold, upsampler=a.upsampler, compile=a.compile,
                         channels_last=a.channels_last, frames=span):
             if isinstance(r, records.Started):
+                bars.append(tqdm(total=r.n_frames, file=sys.stderr, disable=a.quiet, unit="frame"))
                 tqdm.write(f"model {r.model}; {r.n_frames} frames at {r.width}x{r.height}", file=sys.stderr)
             elif isinstance(r, records.Frame):
-                bar.update(1)
+                bars[0].update(1)
                 yield r.image
             elif isinstance(r, records.Done):
                 summary["done"] = r
@@ -70,7 +70,8 @@ def main(argv: list[str]) -> int:
     try:
         n = write_frames(a.output, frames(), header.fps, force=a.force)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     d = summary.get("done")
     rate = f", {d.kbps:.2f} kbps ({d.kbps_without_init:.2f} without init)" if d else ""
     if d and d.extra.get("cache", "none") != "none":

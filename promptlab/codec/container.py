@@ -262,7 +262,8 @@ def _chunk(tag: int, payload: bytes) -> bytes:
 
 
 def _q6_range(x: np.ndarray) -> tuple[np.float16, np.float16]:
-    lo, hi = np.float16(x.min()), np.float16(x.max())  # nearest: an encode of a decode is the same bytes
+    with np.errstate(over="ignore"):  # out of range: inf, refused below
+        lo, hi = np.float16(x.min()), np.float16(x.max())  # nearest: an encode of a decode is the same bytes
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise PromptlabError("init latent is outside the float16 range of the q6 coding; use init_mode f32")
     return lo, hi
@@ -501,13 +502,13 @@ def _record_name(header: StreamHeader, number: int, tag: int, gop: int, key: int
 
 
 def _records(fh: BinaryIO, header: StreamHeader, version: int, start: int, stop: int,
-             offset: int) -> Iterator[tuple[str, object, int]]:
+             offset: int, index: bool = True) -> Iterator[tuple[str, object, int]]:
     """Records plan[start:stop] read from fh's position (`offset` bytes into the file); then, at the
-    stream's end in version 2, the index if present (checked against the offsets seen)."""
+    stream's end in version 2 and with `index`, the index if present (checked against the offsets seen)."""
     plan = header.plan()
     offsets: dict[int, int] = {}
     for number in range(start, len(plan) + 1):
-        if number == stop and stop < len(plan):
+        if number == stop and (stop < len(plan) or not index):
             return
         tag_len = _read_exact(fh, 5)
         if number == len(plan):  # past the last record: the index (version 2), then nothing
@@ -687,7 +688,8 @@ def read_gops(path: str | Path, first: int, last: int) -> Stream:
             stop = next((i for i, (tag, g, _) in enumerate(plan) if g == last + 1), len(plan))
             fh.seek(offsets[first])
             stream = Stream(header=header, header_bytes=n, first_gop=first)
-            _collect(stream, _records(fh, header, version, start, stop, offsets[first]))
+            # the index is not read again: a damaged one must not cost the last GOP
+            _collect(stream, _records(fh, header, version, start, stop, offsets[first], index=False))
         except StreamError as exc:
             raise StreamError(f"{p}: {exc}", record=exc.record) from None
     want = sum(1 for tag, g, _ in plan[start:stop] if tag == TAG_KEY)

@@ -150,7 +150,13 @@ def test_flicker_toggles_between_the_pair_on_f_and_at_its_rate(qtbot, viewer, fr
     v.flicker_toggle()
     assert np.array_equal(shown(), base[0]) and "H.265 (B)" in v.titles[0].text
     assert not v.flicker_timer.isActive()
-    v.set_flicker_rate(20)                                                  # now it flips by itself
+    from promptlab.gui.viewer import FLICKER_RATES
+
+    assert v.rate_box.isVisible() and v.rate_box.currentText() == "manual (F)"
+    v.rate_box.setCurrentIndex(FLICKER_RATES.index(8.0))                   # the rate chosen in the viewer
+    assert v.flicker_hz == 8.0 and v.flicker_timer.isActive() and v.flicker_timer.interval() == 125
+    assert "8 Hz" in v.titles[0].text
+    v.set_flicker_rate(20)                                                  # now it flips by itself, faster
     assert v.flicker_timer.isActive()
     seen = set()
     qtbot.waitUntil(lambda: seen.add(v.flicker_side) or seen == {0, 1}, timeout=5_000)
@@ -178,6 +184,14 @@ def test_difference_uses_one_measure_for_both_codecs_with_a_legend(viewer, frame
     assert v.legend.isVisible() and "every pane" in v.zoom_label.text()
     v.next_diff_measure()
     assert v.measure() == "abs" and all("×4" in t for t, _ in v._images()[1:])
+    from promptlab.gui.viewer import DIFF_GAINS
+
+    assert v.gain_box.isVisible() and not v.rate_box.isVisible()
+    v.gain_box.setCurrentIndex(DIFF_GAINS.index(16))                       # one k for both codecs
+    imgs = v._images()
+    assert all("×16" in t for t, _ in imgs[1:]) and "≥16" in v.zoom_label.text()
+    assert np.array_equal(imgs[1][1], abs_diff_heat(orig[0], recon[0], 16.0))
+    assert np.array_equal(imgs[2][1], abs_diff_heat(orig[0], base[0], 16.0))
     v.set_mode("side")
     assert not v.legend.isVisible()
 

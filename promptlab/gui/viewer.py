@@ -21,7 +21,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from promptlab.gui.rdview import RdView
 from promptlab.gui.views import MODE_LABELS, MODES, ZOOMS
@@ -32,6 +32,8 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 FLICKER_PAIRS = {"orig-recon": ("original", "reconstruction"), "recon-h265": ("reconstruction", "H.265")}
 MAG_RADIUS, MAG_CELL = 5, 11  # the magnifier shows 11×11 image pixels at 11 screen pixels each
+FLICKER_RATES = (0.0, 1.0, 2.0, 4.0, 8.0)  # side changes per second offered; 0: only on F
+DIFF_GAINS = (1, 2, 4, 8, 16)              # the k of |Δ|×k offered
 
 
 def heat(d: np.ndarray) -> np.ndarray:
@@ -111,7 +113,24 @@ class Viewer(QWidget):
         self.zoom_label.setWordWrap(True)  # long text wraps: it must never widen the viewer (and its panes)
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
+        self.rate_box = QComboBox()
+        self.rate_box.addItems([f"{hz:g} Hz" if hz else "manual (F)" for hz in FLICKER_RATES])
+        self.rate_box.setToolTip("A/B flicker: side changes per second")
+        self.rate_box.setCurrentIndex(FLICKER_RATES.index(self.flicker_hz))
+        self.rate_box.setVisible(False)  # shown in its mode only
+        self.rate_box.currentIndexChanged.connect(lambda i: self.set_flicker_rate(FLICKER_RATES[i]))
+        self.gain_box = QComboBox()
+        self.gain_box.addItems([f"|Δ| ×{k}" for k in DIFF_GAINS])
+        self.gain_box.setToolTip("Difference: |original − reconstruction| is multiplied by this before colouring")
+        self.gain_box.setCurrentIndex(DIFF_GAINS.index(self.gain))
+        self.gain_box.setVisible(False)
+        self.gain_box.currentIndexChanged.connect(lambda i: self.set_gain(DIFF_GAINS[i]))
+        choices = QHBoxLayout()
+        choices.addWidget(self.rate_box)
+        choices.addWidget(self.gain_box)
+        choices.addStretch(1)
         left = QVBoxLayout()
+        left.addLayout(choices)
         left.addWidget(self.zoom_label)
         left.addWidget(self.readout)
         left.addWidget(self.legend)
@@ -187,6 +206,8 @@ class Viewer(QWidget):
         self.mode = mode
         self.stack.setCurrentWidget(self.rd if mode == "rd" else self.glw)
         self.bottom.setVisible(mode != "rd")
+        self.rate_box.setVisible(mode == "flicker")
+        self.gain_box.setVisible(mode == "diff")
         if mode == "flicker" and self.flicker_hz > 0:
             self.flicker_timer.start(int(1000 / self.flicker_hz))
         else:
@@ -220,7 +241,20 @@ class Viewer(QWidget):
     def set_flicker_rate(self, hz: float) -> None:
         """Side changes per second while flickering; 0 flips only on F."""
         self.flicker_hz = max(0.0, float(hz))
+        if self.flicker_hz in FLICKER_RATES:
+            self.rate_box.blockSignals(True)
+            self.rate_box.setCurrentIndex(FLICKER_RATES.index(self.flicker_hz))
+            self.rate_box.blockSignals(False)
         self.set_mode(self.mode)
+
+    def set_gain(self, k: float) -> None:
+        """The k of |Δ|×k: small differences made visible, the same k for every pane."""
+        self.gain = float(k)
+        if k in DIFF_GAINS:
+            self.gain_box.blockSignals(True)
+            self.gain_box.setCurrentIndex(DIFF_GAINS.index(k))
+            self.gain_box.blockSignals(False)
+        self.refresh()
 
     def next_diff_measure(self) -> None:
         """LPIPS map ↔ |Δ|×k, for every pane at once (D)."""

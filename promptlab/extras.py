@@ -25,6 +25,7 @@ OPTIONAL = (
     OptionalPackage("transformers", "transformers", "bench", "promptlab bench (the diffusers pipeline it times)"),
     OptionalPackage("scikit-image", "skimage", "train", "promptlab train-tiny (its training photographs)"),
     OptionalPackage("vmaf-torch", "vmaf_torch", "vmaf", "VMAF (--vmaf; the v0.6.1 model it carries)"),
+    OptionalPackage("ray", "ray", "ray", "--engine ray (encode and sweep on Ray workers)"),
 )
 
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from promptlab.codec.shapes import NAMES
 from promptlab.errors import PromptlabError
-from promptlab.settings import CROP_MODES, MAX_RANK, PERCEPTUAL, START_MODES, Settings, load_preset
+from promptlab.settings import (
+    CROP_MODES,
+    INIT_MODES,
+    MAX_RANK,
+    PERCEPTUAL,
+    START_MODES,
+    Settings,
+    load_preset,
+)
 
 # flag -> (Settings field, type, help)
 FLAGS: dict[str, tuple[str, type, str]] = {
@@ -28,6 +36,8 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--first-iters": ("first_iters", int, "iterations for keyframe 0"),
     "--fps": ("fps", float, "frame rate (default: the clip's own)"),
     "--crop": ("crop", str, f"how frames become square: {', '.join(CROP_MODES)}"),
+    "--init-mode": ("init_mode", str, f"coding of each GOP's init latent: {', '.join(INIT_MODES)} (f32 lossless; "
+                    "docs/format.md)"),
     "--seed": ("seed", int, "seed of the shared noise and the prompt initialisation"),
     "--start": ("start", str, f"inversion start: {', '.join(START_MODES)} (auto: the model's prompt encoder if it has one)"),
     "--perceptual": ("perceptual", str, f"perceptual loss term: {', '.join(PERCEPTUAL)}"),
@@ -90,3 +100,32 @@ def resolve_rank(settings: Settings, kbps: float | None, n_frames: int) -> Setti
         print(f"warning: --kbps {kbps:g} is above what the largest rank gives: using rank {MAX_RANK} "
               f"(at most {top:.1f} kbps)", file=sys.stderr)
     return settings.replace(rank=rank)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """--engine local|ray and how a Ray job runs (docs/scale-out.md)."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help='where the work runs: here, or on Ray workers (pip install "promptlab[ray]")')
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (HOST:PORT of `ray start --head`, or auto); default: start a local Ray")
+    p.add_argument("--workers", type=int, default=2, help="Ray workers (tasks in flight) (default 2)")
+    p.add_argument("--task-cpus", type=float, default=1.0,
+                   help="Ray CPUs reserved per worker; also its torch threads unless --threads is given (default 1)")
+    p.add_argument("--task-gpus", type=float, default=0.0, help="Ray GPUs reserved per worker (default 0)")
+    p.add_argument("--retries", type=int, default=3, help="times a task whose worker died is retried (default 3)")
+
+
+def ray_options(args: argparse.Namespace) -> Any:
+    """The RayOptions of --engine ray (None for the local engine); Ray missing is one line, before any work."""
+    if args.engine != "ray":
+        for flag in ("address", "task_gpus"):
+            if getattr(args, flag):
+                raise PromptlabError(f"--{flag.replace('_', '-')} needs --engine ray")
+        return None
+    from promptlab.runs.distributed import RayOptions, check_address, import_ray
+
+    import_ray()
+    if args.address:
+        check_address(args.address)
+    return RayOptions(address=args.address, workers=args.workers, cpus=args.task_cpus, gpus=args.task_gpus,
+                      retries=args.retries)

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import cv2
 
-from promptlab.cli.common import add_settings_args, resolve_rank, settings_from_args
+from promptlab.cli.common import (
+    add_engine_args,
+    add_settings_args,
+    ray_options,
+    resolve_rank,
+    settings_from_args,
+)
 from promptlab.engine import records
 from promptlab.engine.encoder import encode, partial_paths
 from promptlab.engine.losses import resolve_perceptual
@@ -37,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--no-resume", action="store_true", help="ignore a partial encode of the same output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_args(p)
     return p
 
 
@@ -47,6 +54,9 @@ def main(argv: list[str]) -> int:
     if out.suffix != ".plab":
         raise PromptlabError(f"output must end in .plab, got {out.name}")
     settings = settings_from_args(a)
+    ray = ray_options(a)
+    if ray is not None and a.recon:
+        raise PromptlabError("--recon is not available with --engine ray; decode the stream instead")
     frames = parse_frames(a.frames)
     info = probe(a.source, fps=a.fps)
     if a.fps is None:
@@ -66,6 +76,8 @@ def main(argv: list[str]) -> int:
         print(f"note: no --preset: the reference budget ({settings.first_iters} iterations for keyframe 0, "
               f"{settings.iters} per later keyframe) takes hours on a CPU; --preset preview takes seconds "
               "per keyframe", file=sys.stderr)
+    if ray is not None:
+        return _run_ray(a, settings, out, frames, ray)
     try:
         with contextlib.ExitStack() as stack:
             recon_dir = stack.enter_context(atomic_dir(a.recon)) if a.recon else None
@@ -81,6 +93,42 @@ def main(argv: list[str]) -> int:
           f"({done.kbps_without_init:.2f} without the init latent), {done.elapsed:.1f} s, "
           f"model {done.extra['model']}, perceptual {done.extra['perceptual']}, start {done.extra['start']}",
           file=sys.stderr)
+    return 0
+
+
+def _run_ray(a: argparse.Namespace, settings, out: Path, frames, ray) -> int:
+    """The encode's closed GOPs on Ray workers (runs/distributed.py): one bar over the GOPs."""
+    from tqdm import tqdm
+
+    from promptlab.runs.distributed import TaskDone, TasksPlanned, encode_gops, work_folder
+
+    if not settings.gop:
+        print("note: without --gop the stream is one GOP, encoded by one worker", file=sys.stderr)
+    bar, done = None, None
+    try:
+        for r in encode_gops(a.source, settings, out, ray, frames=frames, force=a.force, resume=not a.no_resume):
+            if isinstance(r, TasksPlanned):
+                tqdm.write(f"{r.total} GOPs on {r.workers} Ray workers ({r.address})"
+                           + (f", {r.skipped} finished before" if r.skipped else ""), file=sys.stderr)
+                bar = tqdm(total=r.total, initial=r.skipped, file=sys.stderr, disable=a.quiet, unit="GOP")
+            elif isinstance(r, TaskDone) and bar is not None:
+                bar.set_postfix_str(f"{r.name} on {r.node} in {r.elapsed:.1f} s", refresh=False)
+                bar.update(1)
+            elif isinstance(r, records.Done):
+                done = r
+    except KeyboardInterrupt:
+        kept = work_folder(out)
+        print(f"promptlab encode: interrupted: the finished GOPs are kept in {kept}; run the same command again to "
+              "resume (--no-resume starts over)" if kept.exists() else "promptlab encode: interrupted: nothing was kept",
+              file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    assert done is not None
+    print(f"wrote {out}: {done.total_bytes} bytes, {done.kbps:.2f} kbps ({done.kbps_without_init:.2f} without the "
+          f"init latents), {done.elapsed:.1f} s, {done.extra['gops']} GOPs on {done.extra['workers']} workers "
+          f"({done.extra['threads']} torch threads each), model {done.extra['model']}", file=sys.stderr)
     return 0
 
 

@@ -79,7 +79,8 @@ def header_for(settings: Settings, model: Model, n_frames: int) -> StreamHeader:
     return StreamHeader.from_settings(settings, n_frames, shape, latent_side=side)
 
 
-def _identity(source: str | Path, frames: FrameRange | None, settings: Settings, model: Model) -> dict[str, Any]:
+def identity(source: str | Path, frames: FrameRange | None, settings: Settings, model: Model) -> dict[str, Any]:
+    """What a partial encode was made from: only a partial with the same identity resumes."""
     return {
         "settings": settings.key(*ENCODE_KEYS),
         "source": str(Path(source).resolve()),
@@ -123,7 +124,7 @@ def encode(
         raise PromptlabError(f"{source} has no frames to encode")
 
     partial, sidecar = partial_paths(out)
-    ident = _identity(source, frange, settings, model)
+    ident = identity(source, frange, settings, model)
     kept = _resumable(partial, sidecar, ident, header) if resume else None
     sidecar.write_text(json.dumps(ident))
     fh = open(partial, "wb")  # noqa: SIM115 - closed in finally / renamed at the end

@@ -23,6 +23,8 @@ from promptlab.errors import PromptlabError
 from promptlab.io import CROP_MODES
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# what a folder of clips (a sweep's sources) is scanned for; any single file PyAV opens is read as a video
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".y4m", ".mpg", ".mpeg", ".ts")
 DEFAULT_IMAGE_FPS = 30.0
 
 FrameRange = tuple[int, int | None]

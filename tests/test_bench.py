@@ -12,7 +12,7 @@ from promptlab.cli.bench import main
 from promptlab.errors import PromptlabError
 
 KEYS = ("speedup_vs_diffusers", "lossless_cache_speedup", "lossless_cache_max_abs_diff",
-        "inversion_speedup_vs_reference", "machine", "peak_rss_mb", "generation", "inversion")
+        "inversion_speedup_vs_reference", "machine", "peak_rss_mb", "generation", "inversion", "preview")
 
 
 @pytest.mark.slow
@@ -38,6 +38,8 @@ def test_bench_writes_json(tmp_path: Path) -> None:
     assert flops["unet"] > 0 and flops["decoder"] > 0
     assert 1 < g["lossless_cache_flop_speedup"] < 1 / (1 - reused)
     assert r["inversion"]["seconds_per_frame_visit"]["reference"] > 0
+    pv = r["preview"]  # the slider's path: a transcode to half the rank, then the decoder alone
+    assert pv["preview_rank"] == pv["rank"] // 2 and 0 < pv["first_frame_ms"] <= pv["all_frames_ms"]
 
 
 def test_bench_rejects_bad_size() -> None:

@@ -15,14 +15,23 @@ from promptlab.settings import Settings
 BASE = Settings(size=64, rank=4, interval=5, iters=2, first_iters=3, perceptual="none", fps=30.0)
 
 
-@pytest.fixture
-def fitted(tmp_path: Path, make_clip, ramp, monkeypatch) -> tuple[Path, Path]:
-    """A clip and the stream the lab fitted for it (rank 4, interval 5, 11 frames)."""
-    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
-    clip = make_clip(tmp_path / "ramp.mkv", ramp(11, 64, 64))
-    list(run_lab(RunSpec(settings=BASE, source=str(clip))))
-    (stream,) = (tmp_path / "cache").rglob("stream.plab")
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> tuple[Path, Path]:
+    """A clip and the stream the lab fitted for it (rank 4, interval 5, 11 frames), fitted once."""
+    from conftest import ramp_frames, write_clip
+
+    tmp = tmp_path_factory.mktemp("fitted")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROMPTLAB_CACHE_DIR", str(tmp / "cache"))
+        clip = write_clip(tmp / "ramp.mkv", ramp_frames(11, 64, 64))
+        list(run_lab(RunSpec(settings=BASE, source=str(clip))))
+    (stream,) = (tmp / "cache").rglob("stream.plab")
     return clip, stream
+
+
+@pytest.fixture(autouse=True)
+def _dirs(lab_dirs):
+    return lab_dirs
 
 
 @pytest.mark.parametrize("change", [{"rank": 2}, {"bits": 4}, {"interval": 10}, {"interval": 2}])

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from promptlab.codec.prompt import TOKENS
 from promptlab.codec.schedule import segments
 from promptlab.engine.cache import POLICIES, CacheControl, UnetCache, count_flops, factors_for
 from promptlab.engine.generator import fixed_noise, forward, segment_contexts
@@ -234,6 +235,50 @@ def bench_inversion(model: Model, size: int, frames: int, reps: int, iters: int)
     }
 
 
+def bench_preview(model: Model, size: int, frames: int, rank: int = 8, interval: int = 10,
+                  reps: int = 3) -> dict[str, Any]:
+    """A slider's preview path on a stream of `frames` frames: transcode to half the rank, then the
+    receiver's decode, no optimiser step (runs/preview.derive + engine/decoder.decode). Medians of
+    `reps`: transcode ms, ms to the first frame and to the last after the slider's release. The
+    factors are random (the path's cost does not depend on what they hold)."""
+    from promptlab.codec.container import KeyframeRecord, StreamHeader, read_stream, stream_bytes
+    from promptlab.codec.quant import qparams, quantize
+    from promptlab.codec.shapes import ModelShape
+    from promptlab.engine.decoder import decode
+    from promptlab.engine.records import Frame
+    from promptlab.runs.preview import derive
+    from promptlab.settings import Settings
+
+    g = torch.Generator().manual_seed(0)
+    settings = Settings(model=model.name, size=size, rank=rank, interval=interval)
+    shape = ModelShape(model.context_dim, model.latent_channels, model.latent_factor)
+    header = StreamHeader.from_settings(settings, frames, shape)
+    recs = []
+    for _ in range(header.n_keyframes):
+        u, v = torch.randn(TOKENS, rank, generator=g), torch.randn(rank, model.context_dim, generator=g)
+        up, vp = qparams(float(u.min()), float(u.max()), 8), qparams(float(v.min()), float(v.max()), 8)
+        recs.append(KeyframeRecord(quantize(u, up), quantize(v, vp), up, vp))
+    fitted = read_stream(stream_bytes(header, torch.randn(header.latent_shape, generator=g) * 0.5, recs))
+    lower = settings.replace(rank=max(1, rank // 2))
+    runs = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        derived = read_stream(derive(fitted, lower).data)
+        t1 = time.perf_counter()
+        first = None
+        for rec in decode(derived, model=model):
+            if isinstance(rec, Frame) and first is None:
+                _sync(model)
+                first = time.perf_counter()
+        _sync(model)
+        t2 = time.perf_counter()
+        runs.append(((t1 - t0) * 1000, ((first or t2) - t0) * 1000, (t2 - t0) * 1000))
+    med = [statistics.median(r[i] for r in runs) for i in range(3)]
+    return {"frames": frames, "rank": rank, "preview_rank": lower.rank, "interval": interval,
+            "transcode_ms": med[0], "first_frame_ms": med[1], "all_frames_ms": med[2],
+            "ms_per_frame": med[2] / frames}
+
+
 def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, reps: int = 3,
               inv_iters: int = 10, inv_reps: int = 1, threshold: float = 0.05, device: str = "cpu",
               dtype: str = "fp32", threads: int = 0, channels_last: bool = False,
@@ -250,12 +295,13 @@ def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, re
     t0 = time.perf_counter()
     gen = bench_generation(m, size, frames, reps, threshold, compile_)
     inv = bench_inversion(m, size, frames, inv_reps, inv_iters)
+    prev = bench_preview(m, size, frames, reps=reps)
     return {
         "model": m.label, "size": size, "frames": frames, "reps": reps, "dtype": str(m.dtype).replace("torch.", ""),
         "device": str(m.device), "channels_last": channels_last, "compile": compile_, "machine": machine(),
         **{k: gen[k] for k in ("speedup_vs_diffusers", "lossless_cache_speedup", "lossless_cache_max_abs_diff")},
         "inversion_speedup_vs_reference": inv["inversion_speedup_vs_reference"],
-        "generation": gen, "inversion": inv,
+        "generation": gen, "inversion": inv, "preview": prev,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "bench_seconds": time.perf_counter() - t0,
     }

@@ -56,6 +56,10 @@ def main(argv: list[str]) -> int:
           f"lossy: {g['lossy_cache_speedup']:.2f}x", file=sys.stderr)
     print(f"inversion per frame visit: {r['inversion_speedup_vs_reference']:.2f}x the reference loop; "
           f"seconds to the reference's best loss {inv['seconds_to_target']}", file=sys.stderr)
+    pv = r["preview"]
+    print(f"slider preview (rank {pv['rank']} -> {pv['preview_rank']}, transcode + decode, no fit): first frame "
+          f"{pv['first_frame_ms']:.0f} ms, all {pv['frames']} frames {pv['all_frames_ms']:.0f} ms "
+          f"({pv['ms_per_frame']:.1f} ms/frame)", file=sys.stderr)
     print(f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
     if a.json_out:
         from promptlab.io.atomic import write_bytes_atomic

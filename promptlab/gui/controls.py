@@ -1,7 +1,9 @@
 """The method's knobs under their real names, bound to one Settings object.
 
 Rank can be set directly or solved from a target bitrate (promptlab.codec.rate.solve_rank);
-the estimate below always counts every byte, init latent included. Settings that cannot run (a
+the estimate below always counts every byte, init latent included. Rank, target rate, keyframe
+interval, quantiser bits and cache policy are sliders (gui/sliders.py): a drag of the first
+four emits `tuned(knob)`, which the window turns into an instant preview and a background fit. Settings that cannot run (a
 target bitrate below the smallest stream) disable Run and say why. A preset applies fully: what
 it does not name returns to the default. Preset errors are reported through `error`, never raised.
 """
@@ -27,8 +29,10 @@ from PySide6.QtWidgets import (
 )
 
 from promptlab.errors import PromptlabError
+from promptlab.gui.sliders import StopSlider, decade_stops, int_stops
 from promptlab.settings import (
     CACHE_POLICIES,
+    MAX_RANK,
     Settings,
     list_presets,
     load_preset,
@@ -52,6 +56,7 @@ class Controls(QWidget):
     """Emits `changed` on any edit; `settings()` is the Settings the widgets describe."""
 
     changed = Signal()
+    tuned = Signal(str)                 # a slider moved by the user: "rank", "kbps", "interval" or "bits"
     cacheChanged = Signal(str, float)   # policy, threshold: applied live to a running decode
     runRequested = Signal()
     cancelRequested = Signal()
@@ -68,21 +73,17 @@ class Controls(QWidget):
         self.frames = QLineEdit()
         self.frames.setPlaceholderText("all frames (or A:B)")
         self.size = _spin(64, 1024, 64, "frame side in pixels (square, centre-cropped)")
-        self.rank = _spin(1, 1024, 1, "rank r of the prompt factors U (77×r) and V (r×d)")
+        self.rank = StopSlider(int_stops(1, 16, MAX_RANK), tip="rank r of the prompt factors U (77×r) and V (r×d)")
         self.use_target = QCheckBox("solve rank for target bitrate")
-        self.target = QDoubleSpinBox()
-        self.target.setRange(1.0, 100000.0)
-        self.target.setSuffix(" kbps")
-        self.target.setDecimals(1)
+        self.target = StopSlider(decade_stops(1.0, 100000.0), lambda v: f"{v:g} kbps",
+                                 "target bitrate, every byte counted: the rank is solved for it")
         self.target.setValue(200.0)
-        self.interval = _spin(1, 1000, 1, "keyframe interval k: frames between keyframes (interpolation window)")
-        self.bits = _spin(2, 8, 1, "quantisation bits per factor value")
+        self.interval = StopSlider(int_stops(1, 30, 1000),
+                                   tip="keyframe interval k: frames between keyframes (interpolation window)")
+        self.bits = StopSlider(list(range(2, 9)), tip="quantisation bits per factor value")
         self.iters = _spin(1, 100000, 10, "Adam iterations per later keyframe")
         self.first_iters = _spin(1, 100000, 10, "Adam iterations for keyframe 0")
-        self.cache = QComboBox()
-        for name in CACHE_POLICIES:
-            self.cache.addItem(name)
-        self.cache.setToolTip(CACHE_NOTE)
+        self.cache = StopSlider(CACHE_POLICIES, tip=CACHE_NOTE)
         self.cache_threshold = QDoubleSpinBox()
         self.cache_threshold.setRange(0.0, 1.0)
         self.cache_threshold.setSingleStep(0.01)
@@ -103,22 +104,23 @@ class Controls(QWidget):
         self.status.setWordWrap(True)
         self._build()
         self.set_settings(settings)
-        for w in (self.size, self.rank, self.interval, self.bits, self.iters, self.first_iters):
+        for w in (self.size, self.rank, self.interval, self.bits, self.iters, self.first_iters, self.target):
             w.valueChanged.connect(self._edited)
-        self.target.valueChanged.connect(self._edited)
+        for knob, w in (("rank", self.rank), ("kbps", self.target), ("interval", self.interval), ("bits", self.bits)):
+            w.valueChanged.connect(lambda _v, knob=knob: self.tuned.emit(knob))
         self.cache_threshold.valueChanged.connect(self._edited)
         self.cache_threshold.valueChanged.connect(self._cache_edited)
-        self.cache.currentIndexChanged.connect(self._cache_edited)
+        self.cache.valueChanged.connect(self._cache_edited)
         self.use_target.toggled.connect(self._edited)
         self.model.currentIndexChanged.connect(self._edited)
-        self.cache.currentIndexChanged.connect(self._edited)
+        self.cache.valueChanged.connect(self._edited)
         self.frames.editingFinished.connect(self.changed.emit)
         self.baseline.toggled.connect(lambda _: self.changed.emit())
         self.load_btn.clicked.connect(lambda: self.apply_preset(self.presets.currentText()))
         self.save_btn.clicked.connect(self._save_preset_dialog)
         self.run_btn.clicked.connect(self.runRequested.emit)
         self.cancel_btn.clicked.connect(self.cancelRequested.emit)
-        self.cache_threshold.setEnabled(self.cache.currentText() == "lossy")
+        self.cache_threshold.setEnabled(self.cache.value() == "lossy")
 
     def _fill_models(self) -> None:
         try:
@@ -188,7 +190,7 @@ class Controls(QWidget):
             self.model.addItem(f"{s.model} — SD-Turbo weights given by path or hub id"[:90], s.model)
             i = self.model.count() - 1
         self.model.setCurrentIndex(i)
-        self.cache.setCurrentText(s.cache)
+        self.cache.setValue(s.cache)
         self.cache_threshold.setValue(s.cache_threshold)
         for w in widgets:
             w.blockSignals(False)
@@ -199,11 +201,11 @@ class Controls(QWidget):
             model=self.model.currentData() or self._base.model, size=max(8, round(self.size.value() / 8) * 8),
             rank=self.rank.value(), interval=self.interval.value(), bits=self.bits.value(),
             iters=self.iters.value(), first_iters=self.first_iters.value(),
-            cache=self.cache.currentText(), cache_threshold=self.cache_threshold.value())
+            cache=self.cache.value(), cache_threshold=self.cache_threshold.value())
 
     def _cache_edited(self, *_: object) -> None:
-        self.cache_threshold.setEnabled(self.cache.currentText() == "lossy")
-        self.cacheChanged.emit(self.cache.currentText(), float(self.cache_threshold.value()))
+        self.cache_threshold.setEnabled(self.cache.value() == "lossy")
+        self.cacheChanged.emit(self.cache.value(), float(self.cache_threshold.value()))
 
     def set_n_frames(self, n: int) -> None:
         self.n_frames = max(1, n)

@@ -29,6 +29,7 @@ from promptlab.runs.records import Record
 from promptlab.settings import CACHE_POLICIES
 
 DEFAULT_PIPELINE = "promptlab.gui.jobs:lab"
+PREVIEW_PIPELINE = "promptlab.gui.jobs:preview"
 PR_SET_PDEATHSIG = 1            # linux/prctl.h
 PARENT_GONE_EXIT = 75           # exit status of a job whose window went away
 PARENT_POLL_S = 0.5
@@ -96,6 +97,13 @@ def lab(job: Job, cancel: Any, cache_control: Any = None) -> Iterator[Record]:
     yield from run_lab(job.run, cancel=cancel, cache_control=cache_control)
 
 
+def preview(job: Job, cancel: Any, cache_control: Any = None) -> Iterator[Record]:
+    """A slider's instant preview: the fitted stream transcoded to the new settings and decoded (no fit)."""
+    from promptlab.runs.preview import preview as run_preview
+
+    yield from run_preview(job.extra["preview"], cancel=cancel)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """End this process as soon as `parent_pid` (the window) is gone, however it went.
 
@@ -139,6 +147,19 @@ def run_job(job: Job, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | Non
         put(JobEnded("error", str(exc)))
     except BaseException as exc:  # noqa: BLE001 - the window must see every failure
         put(JobEnded("error", f"internal error: {type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def serve_job(inbox: Any, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None,
+              parent_pid: int | None = None) -> None:
+    """A spare job process: started while the window is idle, it pays for the process start and the
+    heavy imports before any job is known, then runs the one job it is handed (None: exit)."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    importlib.import_module("promptlab.runs.preview")  # torch, the engines, the metrics, the run service
+    job = inbox.get()
+    if job is not None:
+        run_job(job, queue, cancel, live_cache)
 
 
 def _threads(threads: int) -> int:

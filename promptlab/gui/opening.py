@@ -60,6 +60,8 @@ class OpeningMixin:
         frames = parse_frames(self.controls.frames.text() or None)
         n = count_frames(path, frames)
         self.state.source, self.state.stream, self.state.frames = str(path), None, frames
+        self.state.fitted_stream = None
+        self.tuner.stop()
         self.controls.set_settings(self.controls.settings().replace(fps=info.fps))
         self.controls.set_n_frames(n)
         self.source_label.setText(f"{path}  ({info.kind}, {info.width}×{info.height}, {info.fps:g} fps, {n} frames)")
@@ -74,6 +76,8 @@ class OpeningMixin:
         h = read_stream(path).header
         s = h.to_settings(self.controls.settings())
         self.state.source, self.state.stream, self.state.frames = None, str(path), None
+        self.state.fitted_stream = str(path)  # a stream opened alone previews from itself
+        self.tuner.stop()
         self.controls.set_settings(s)
         self.controls.set_n_frames(h.n_frames)
         self.source_label.setText(f"{path}  (.plab, {h.model}, {h.width}×{h.height}, {h.n_frames} frames)")

@@ -28,6 +28,8 @@ class LabState:
     index: int = 0                            # the frame shown
     shown_key: str | None = None              # results-cache name of the result shown (None: none, or partial)
     running_key: str | None = None
+    fitted_stream: str | None = None          # the fitted stream behind what is shown: what a preview transcodes
+    previewing: bool = False                  # the frames shown are a preview (transcoded, not fitted)
     abandoned: bool = False                   # the running job's records no longer belong to the window
     last_error: str = ""
     # the result shown, as its records left it
@@ -61,6 +63,7 @@ class LabState:
         self.rows, self.base_rows = {}, {}
         self.summary = self.baseline = None
         self.shown_key = None
+        self.previewing = False
 
     def apply(self, rec: Record) -> None:
         """Remember what a record says about the result shown (records it does not concern are ignored)."""
@@ -71,7 +74,7 @@ class LabState:
             self.init_bytes, self.header_bytes = rec.init_bytes, rec.header_bytes
         elif isinstance(rec, FrameResult):
             (self.base_rows if rec.stage == "baseline" else self.rows)[rec.index] = rec
-        elif isinstance(rec, Summary) and rec.method == "promptlab":
+        elif isinstance(rec, Summary) and rec.ours:
             self.summary = rec
             ex = rec.extra
             self.model_label = ex.get("model", self.model_label)

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from promptlab.engine.records import Started
 from promptlab.errors import PromptlabError
 from promptlab.gui.controls import Controls
-from promptlab.gui.jobs import DEFAULT_PIPELINE, Job
+from promptlab.gui.jobs import DEFAULT_PIPELINE, PREVIEW_PIPELINE, Job
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
 from promptlab.gui.rdview import RdContext
@@ -41,6 +41,7 @@ from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_t
 from promptlab.gui.session import Session, save_session
 from promptlab.gui.state import LabState
 from promptlab.gui.transport import Transport
+from promptlab.gui.tuning import Tuner
 from promptlab.gui.viewer import MODE_LABELS, MODES, Viewer
 from promptlab.gui.worker import JobRunner
 from promptlab.runs.lab import RunSpec, cache_label, replay, reusable
@@ -67,6 +68,9 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.setWindowTitle("promptlab lab")
         self.setAcceptDrops(True)
         self.runner = JobRunner(self)
+        self.tuner = Tuner(self, self)
+        self._held: list[Record] | None = None  # a background fit's records, shown when it finishes
+        self._fitted_for: tuple | None = None     # the clip, frames, size, crop and model of state.fitted_stream
         self.controls = Controls(self.session.settings)
         self.controls.setMaximumWidth(460)
         self.viewer = Viewer()
@@ -131,6 +135,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.viewer.rd.provider = self._rd_context
         self.viewer.rd.runClicked.connect(self.load_run)
         self.controls.changed.connect(self._settings_changed)
+        self.controls.tuned.connect(self.tuner.moved)
         self.controls.runRequested.connect(self.run)
         self.controls.cancelRequested.connect(self.cancel)
         self.controls.error.connect(self.show_error)
@@ -160,19 +165,22 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.state.settings = self.controls.settings()
         return self.state.current_key()
 
-    def run(self) -> None:
-        """Reuse a finished result for these settings if one exists; otherwise start one job."""
+    def run(self, hold: bool = False) -> bool:
+        """Reuse a finished result for these settings if one exists; otherwise start one job (True).
+
+        `hold`: a background fit behind a preview: its records are held back and replace what is
+        shown only when it finishes."""
         st = self.state
         if self.runner.busy():
             if st.abandoned:
                 self.controls.status.setText("still stopping the previous job; run again in a moment")
-            return
+            return False
         if not st.source and not st.stream:
             self.show_error("open a video, an image folder or a .plab stream first")
-            return
+            return False
         if self.controls.problem:
             self.show_error(f"cannot run these settings: {self.controls.problem}")
-            return
+            return False
         s = self.controls.settings()
         want_base = self.controls.baseline.isChecked()
         key = self.current_key()
@@ -183,22 +191,71 @@ class MainWindow(OpeningMixin, QMainWindow):
                 self.show_result(res)
                 self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
                 self.jobDone.emit("cached")
-                return
+                return False
             timed = (res.summary.get("extra") or {}).get("cache") if res is not None else None
             if timed and timed != cache_label(s.cache, s.cache_threshold):
                 note = (f"the stored result was timed with cache {timed}: "
                         f"decoding its stream again with cache {cache_label(s.cache, s.cache_threshold)}")
         spec = RunSpec(settings=s, source=st.source, frames=st.run_frames(), stream=st.stream, key=key,
                        baseline="h265" if want_base else None, maps=True, cache_root=str(self.cache.root))
-        self._reset_results()
-        st.last_error = ""
-        self.banner.setVisible(False)
+        if hold:
+            self._held = []
+        else:
+            self._reset_results()
+            self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
+            st.last_error = ""
+            self.banner.setVisible(False)
         st.running_key = key
-        self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
         self.controls.set_running(True)
         self.runner.start(Job(spec, pipeline=self.pipeline))
         if note:
             self.controls.status.setText(note)
+        return True
+
+    # ------------------------------------------------------------------ sliders: preview, then refine
+    def _fitted_context(self) -> tuple:
+        s = self.controls.settings()
+        return self.state.source, self.state.run_frames(), s.size, s.crop, s.model
+
+    def can_preview(self) -> bool:
+        """A fitted stream of this clip is shown (or was opened): sliders can preview from it."""
+        st = self.state
+        return st.fitted_stream is not None and (st.stream is not None or self._fitted_for == self._fitted_context())
+
+    def job_busy(self) -> bool:
+        return self.runner.busy()
+
+    def cancel_job(self) -> None:
+        self.runner.cancel()
+
+    def start_preview(self) -> bool:
+        """Decode the fitted stream transcoded to the sliders' settings (runs/preview.py): no fit."""
+        from promptlab.runs.preview import PreviewSpec
+
+        st = self.state
+        if st.fitted_stream is None or self.runner.busy():
+            return False
+        s = self.controls.settings()
+        kbps = float(self.controls.target.value()) if self.controls.use_target.isChecked() else None
+        spec = PreviewSpec(st.fitted_stream, s, kbps, st.source, st.run_frames())
+        self._reset_results()
+        st.previewing, st.running_key, st.last_error = True, None, ""
+        self.banner.setStyleSheet("background:#1d4f7a;color:white;padding:4px")
+        self.banner.setText("PREVIEW: the fitted stream transcoded to these settings and decoded, no fit; "
+                            "a fit at these settings follows when the sliders rest")
+        self.banner.setVisible(True)
+        self.controls.set_running(True)
+        return self.runner.start(Job(RunSpec(s, source=st.source, frames=st.run_frames()),
+                                     pipeline=PREVIEW_PIPELINE, extra={"preview": spec}))
+
+    def start_refine(self) -> bool:
+        return self.run(hold=True)
+
+    def _remember_fitted(self, key: str | None) -> None:
+        res = self.cache.load(key) if key else None
+        if res is not None and res.stream.is_file():
+            self.state.fitted_stream = str(res.stream)
+            self._fitted_for = self._fitted_context()
 
     def cancel(self) -> None:
         if self.runner.busy():
@@ -222,6 +279,9 @@ class MainWindow(OpeningMixin, QMainWindow):
     def show_record(self, rec: Record) -> None:
         """Remember a record of the run (LabState) and render it by its type; others only advance the run."""
         if self.state.abandoned:
+            return
+        if self._held is not None:
+            self._held.append(rec)
             return
         self.state.apply(rec)
         show = self._show.get(type(rec))
@@ -250,7 +310,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.plots.add_frame(rec.row())
 
     def _show_summary(self, rec: Summary) -> None:
-        if rec.method != "promptlab":
+        if not rec.ours:
             return
         if self.state.cache_label():
             self.plots.set_cache_label(self.state.cache_label())
@@ -260,21 +320,36 @@ class MainWindow(OpeningMixin, QMainWindow):
     def _on_finished(self, outcome: str) -> None:
         self.controls.set_running(False)
         st = self.state
+        held, self._held = self._held, None
+        self.tuner.job_ended(outcome)
         if st.abandoned:
             st.abandoned = False
             self.controls.progress.setValue(0)
             self.controls.status.setText("the previous job was stopped: another source was opened")
             self.jobDone.emit("cancelled")
             return
+        if held is not None and outcome == "finished":  # the background fit replaces the preview
+            self._reset_results()
+            self.plots.set_cache_label(cache_label(self.controls.settings().cache, self.controls.settings().cache_threshold))
+            self.banner.setVisible(False)
+            for rec in held:
+                self.show_record(rec)
+            self.viewer.refresh()
         self.plots.redraw()
-        if outcome == "finished":
+        if outcome == "finished" and st.previewing:
+            self.controls.progress.setValue(1000)
+            self.controls.status.setText(summary_text(st.summary, st.baseline).replace("done:", "preview:", 1))
+        elif outcome == "finished":
             st.shown_key = st.running_key
+            self._remember_fitted(st.running_key)
             if self.viewer.mode == "rd":
                 self.viewer.rd.refresh()  # the new run is a point of it
             self.controls.progress.setValue(1000)
             self.controls.status.setText(summary_text(st.summary, st.baseline))
         elif outcome == "cancelled":
             self.controls.status.setText("cancelled — partial results shown are not saved")
+        if self.can_preview():
+            self.runner.prepare()  # a slider's preview will not wait for a process start
         self.jobDone.emit(outcome)
 
     def show_result(self, res: Result) -> None:
@@ -285,6 +360,10 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.plots.redraw()
         self.viewer.refresh()
         self.state.shown_key = res.key
+        self._remember_fitted(res.key)
+        if self.can_preview() and not self.runner.busy():
+            self.runner.prepare()
+        self.banner.setVisible(False)
         self._settings_changed()
 
     def load_run(self, key: str) -> None:
@@ -294,11 +373,9 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.show_error(f"the run {key} is no longer in the results cache")
             return
         if res.stream.is_file():
-            from promptlab.codec.container import iter_stream
+            from promptlab.runs.rd import run_settings
 
-            with res.stream.open("rb") as fh:
-                _, header, _ = next(iter_stream(fh))
-            self.controls.set_settings(header.to_settings(self.controls.settings()))
+            self.controls.set_settings(run_settings(res.stream, self.controls.settings()))
         self.show_result(res)
         self.controls.status.setText(f"loaded the stored run {key} (nothing recomputed)")
 

@@ -4,6 +4,9 @@ The child (jobs.run_job) does all torch work and sends the run service's typed r
 window's event loop only ever unpickles them. A QTimer drains the queue with a time budget per tick; cancel sets an
 mp.Event the engines check every iteration; close() stops the child cleanly (then firmly).
 The child is given this process's pid and ends itself when this process is gone (jobs.die_with_parent).
+`prepare()` starts a spare child ahead of time (jobs.serve_job: imports done, waiting for its
+job), so the next job, typically a slider's preview, does not wait for a process start; every
+job still runs in a process of its own that ends with it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from promptlab.gui.jobs import Job, JobEnded, run_job, shared_cache_values
+from promptlab.gui.jobs import Job, JobEnded, run_job, serve_job, shared_cache_values
 from promptlab.runs.records import Progress
 from promptlab.settings import CACHE_POLICIES
 
@@ -64,6 +67,8 @@ class JobRunner(QObject):
         self._live: Any = None
         self._t0 = 0.0
         self._outcome: str | None = None
+        self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live) waiting for a job
+        self._inbox: Any = None
         self.jobs_started = 0            # tests use this to prove a cached result ran no job
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -76,20 +81,54 @@ class JobRunner(QObject):
         """Start `job` unless a job is already running (one model job at a time)."""
         if self.busy():
             return False
-        self._queue = self._ctx.Queue()
-        self._cancel = self._ctx.Event()
         s = job.run.settings
-        self._live = shared_cache_values(self._ctx, s.cache, s.cache_threshold)
-        self._proc = self._ctx.Process(target=run_job, args=(job, self._queue, self._cancel, self._live, os.getpid()),
-                                       daemon=True, name="promptlab-job")
-        with _no_main_reimport():
-            self._proc.start()
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].is_alive():
+            # the inbox stays referenced while the child may still be unpickling it (spawn)
+            self._proc, self._inbox, self._queue, self._cancel, self._live = spare
+            self.set_cache(s.cache, s.cache_threshold)
+            self._inbox.put(job)
+        else:
+            if spare is not None:
+                self._stop_spare(spare)
+            self._queue = self._ctx.Queue()
+            self._cancel = self._ctx.Event()
+            self._live = shared_cache_values(self._ctx, s.cache, s.cache_threshold)
+            self._proc = self._ctx.Process(target=run_job, args=(job, self._queue, self._cancel, self._live,
+                                                                 os.getpid()), daemon=True, name="promptlab-job")
+            with _no_main_reimport():
+                self._proc.start()
         self.jobs_started += 1
         self._t0 = time.monotonic()
         self._outcome = None
         self._timer.start()
         self.progress.emit(0.0, "starting the job process", -1.0)
         return True
+
+    def prepare(self) -> None:
+        """Have a spare job process ready (imports done) for the next start()."""
+        if self._spare is not None and self._spare[0].is_alive():
+            return
+        inbox, q, cancel = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
+        live = shared_cache_values(self._ctx, CACHE_POLICIES[0], 0.0)
+        proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid()), daemon=True,
+                                 name="promptlab-job-spare")
+        with _no_main_reimport():
+            proc.start()
+        self._spare = (proc, inbox, q, cancel, live)
+
+    def spare_pid(self) -> int | None:
+        return self._spare[0].pid if self._spare is not None else None
+
+    @staticmethod
+    def _stop_spare(spare: tuple[Any, ...]) -> None:
+        proc, inbox = spare[0], spare[1]
+        with contextlib.suppress(OSError, ValueError):
+            inbox.put(None)
+        proc.join(2.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(2.0)
 
     def set_cache(self, policy: str, threshold: float) -> None:
         """Switch the running job's cache policy; the decoder applies it from its next segment."""
@@ -104,7 +143,10 @@ class JobRunner(QObject):
             self._cancel.set()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the job for good (window closing): cancel, wait, then terminate if need be."""
+        """Stop the job for good (window closing): cancel, wait, then terminate if need be; and the spare."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._stop_spare(spare)
         if self._proc is None:
             return
         self.cancel()
@@ -160,5 +202,5 @@ class JobRunner(QObject):
         self._timer.stop()
         if self._proc is not None:
             self._proc.join(1.0)
-        self._proc = self._queue = self._cancel = self._live = None
+        self._proc = self._queue = self._cancel = self._live = self._inbox = None
         self.finished.emit(outcome)

@@ -20,6 +20,7 @@ import numpy as np
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
 from promptlab.runs.records import (
+    PROMPTLAB,
     Encoded,
     FrameResult,
     KeyframeFitted,
@@ -258,7 +259,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
         check_cancel(cancel)
     assert started is not None and done is not None
     status = scorer.status
-    summary = summarize("promptlab", rows, done.total_bytes, done.kbps, kbps_without_init=done.kbps_without_init,
+    summary = summarize(PROMPTLAB, rows, done.total_bytes, done.kbps, kbps_without_init=done.kbps_without_init,
                         decode_s=done.elapsed, model=started.model, header_bytes=started.header_bytes,
                         init_bytes=started.init_bytes, width=started.width, height=started.height,
                         fps=started.fps, cache=" then ".join(policies), measured=status.measured,

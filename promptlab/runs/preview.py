@@ -19,10 +19,8 @@ from typing import Any
 from promptlab.codec.container import Stream, read_stream
 from promptlab.codec.transcode import Transcoded, rekey, transcode, transcode_to_rate
 from promptlab.runs.lab import RunSpec, run_lab
-from promptlab.runs.records import FrameResult, Record, Stage, Summary
+from promptlab.runs.records import PREVIEW, FrameResult, Record, Stage, Summary
 from promptlab.settings import Settings
-
-PREVIEW = "promptlab preview"
 
 
 @dataclass

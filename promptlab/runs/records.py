@@ -17,6 +17,8 @@ from promptlab.engine.records import (
 )
 
 STAGES = ("encode", "decode", "preview", "baseline")
+PROMPTLAB = "promptlab"                   # Summary.method of a fitted stream's reconstruction
+PREVIEW = "promptlab preview"             # … and of a preview transcoded from one (runs/preview.py)
 
 
 @dataclass
@@ -85,7 +87,7 @@ class Encoded:
 class Summary:
     """A finished reconstruction (promptlab's or the baseline's): its rate and mean quality."""
 
-    method: str               # "promptlab" | "h265" | …
+    method: str               # PROMPTLAB | PREVIEW | "h265" | …
     n_frames: int
     total_bytes: int
     kbps: float
@@ -100,6 +102,11 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def ours(self) -> bool:
+        """promptlab's reconstruction (fitted or previewed), not a classical codec's."""
+        return self.method in (PROMPTLAB, PREVIEW)
 
 
 @dataclass

@@ -62,6 +62,7 @@ def test_fit_is_deterministic_and_yields_iterations(setup) -> None:
     assert a.record.u.dtype == torch.uint8 and a.record.u.shape == (77, 8)
 
 
+@pytest.mark.slow
 def test_later_keyframe_sequential_dynamic_mode(setup) -> None:
     model, targets, z = setup
     s = Settings(size=64, rank=4, iters=3, perceptual="none", batched=False, dynamic=True)

@@ -28,6 +28,7 @@ def _cache(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_run_writes_frames_summary_and_baseline(clip: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run.json"
     assert main(["run", str(clip), *FLAGS, "--baseline", "h265", "--json", str(out)]) == 0

@@ -96,6 +96,7 @@ SMALL = ["--size", "64", "--rank", "2", "--interval", "5", "--iters", "2", "--fi
          "--perceptual", "none"]
 
 
+@pytest.mark.slow
 def test_run_vmaf_per_frame_and_a_stored_result_without_it_is_redone(sky64, make_clip, tmp_path, monkeypatch):
     from promptlab.cli.main import main
 
@@ -112,6 +113,7 @@ def test_run_vmaf_per_frame_and_a_stored_result_without_it_is_redone(sky64, make
     assert all(0 <= f["vmaf"] <= 100 for f in b["baseline"]["frames"])
 
 
+@pytest.mark.slow
 def test_sweep_and_export_report_carry_vmaf(sky_frames, sky64, tmp_path):
     import csv
 

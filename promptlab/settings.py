@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 
 # the order of these (and of io.CROP_MODES) is the .plab header's codes (docs/format.md): append, never reorder
 INTERP_MODES = ("factors", "linear", "slerp")
-INIT_MODES = ("f32", "f16", "q8", "q6")
+INIT_MODES = ("f32", "f16", "q8", "q6", "zero")
 PERCEPTUAL = ("vgg", "lpips", "ms-ssim", "none")
 CACHE_POLICIES = ("none", "lossless", "lossy")
 STAGE_SCALES = (1, 2, 4)

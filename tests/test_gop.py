@@ -110,7 +110,17 @@ def test_q6_init_round_trip_is_bounded_and_stable() -> None:
         encode_init(torch.full(header.latent_shape, 1e6), header)
 
 
-@pytest.mark.parametrize("init_mode", ["q6", "f32", "q8"])
+def test_zero_init_sends_nothing_and_starts_from_zeros() -> None:
+    header, inits, recs = synthetic(init_mode="zero")
+    assert encode_init(inits[0], header) == b""
+    assert torch.equal(decode_init(b"", header), torch.zeros(header.latent_shape))
+    with pytest.raises(PromptlabError, match="expected none"):
+        decode_init(b"\x00", header)
+    s = read_stream(stream_bytes(header, inits, recs))
+    assert s.init_sizes == [9, 9, 9] and all(torch.equal(z, torch.zeros(header.latent_shape)) for z in s.inits)
+
+
+@pytest.mark.parametrize("init_mode", ["q6", "f32", "q8", "zero"])
 def test_every_byte_is_counted(tmp_path: Path, init_mode: str) -> None:
     header, inits, recs = synthetic(init_mode=init_mode)
     path = tmp_path / "s.plab"

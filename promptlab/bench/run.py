@@ -238,15 +238,15 @@ def bench_inversion(model: Model, size: int, frames: int, reps: int, iters: int)
 def bench_preview(model: Model, size: int, frames: int, rank: int = 8, interval: int = 10,
                   reps: int = 3) -> dict[str, Any]:
     """A slider's preview path on a stream of `frames` frames: transcode to half the rank, then the
-    receiver's decode, no optimiser step (runs/preview.derive + engine/decoder.decode). Medians of
+    receiver's decode, no optimiser step (codec/transcode + engine/decoder.decode, as runs/preview). Medians of
     `reps`: transcode ms, ms to the first frame and to the last after the slider's release. The
     factors are random (the path's cost does not depend on what they hold)."""
     from promptlab.codec.container import KeyframeRecord, StreamHeader, read_stream, stream_bytes
     from promptlab.codec.quant import qparams, quantize
     from promptlab.codec.shapes import ModelShape
+    from promptlab.codec.transcode import transcode
     from promptlab.engine.decoder import decode
     from promptlab.engine.records import Frame
-    from promptlab.runs.preview import derive
     from promptlab.settings import Settings
 
     g = torch.Generator().manual_seed(0)
@@ -263,7 +263,7 @@ def bench_preview(model: Model, size: int, frames: int, rank: int = 8, interval:
     runs = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        derived = read_stream(derive(fitted, lower).data)
+        derived = read_stream(transcode(fitted, lower.rank).data)  # what runs/preview.derive does for a rank
         t1 = time.perf_counter()
         first = None
         for rec in decode(derived, model=model):

@@ -38,7 +38,7 @@ from promptlab.settings import (
 )
 
 MAGIC = b"PLAB"
-VERSION = 2  # 2: closed GOPs (the header's GOP length, an init record per GOP, the GOP index); q6 init
+VERSION = 2  # 2: closed GOPs (the header's GOP length, an init record per GOP, the GOP index); q6 and zero init
 READABLE = (1, 2)
 UPSAMPLERS = ("bicubic", "lanczos")  # two-stage upsampler the prompts were fitted through
 TAG_INIT, TAG_KEY, TAG_INDEX = 0x49, 0x4B, 0x58  # 'I', 'K', 'X'
@@ -278,6 +278,8 @@ def encode_init(latent: torch.Tensor, header: StreamHeader) -> bytes:
     x = latent.detach().to(torch.float32).cpu().contiguous()
     if tuple(x.shape) != header.latent_shape:
         raise PromptlabError(f"init latent has shape {tuple(x.shape)}, header says {header.latent_shape}")
+    if header.init_mode == "zero":
+        return b""  # nothing sent: every GOP starts from a zero latent
     if header.init_mode == "f32":
         return x.numpy().astype("<f4").tobytes()
     if header.init_mode == "f16":
@@ -299,7 +301,11 @@ def decode_init(payload: bytes, header: StreamHeader) -> torch.Tensor:
     shape = header.latent_shape
     n = int(np.prod(shape))
     mode = header.init_mode
-    if mode in ("f32", "f16"):
+    if mode == "zero":
+        if payload:
+            raise PromptlabError(f"init latent of mode zero holds {len(payload)} bytes, expected none")
+        arr = np.zeros(shape, np.float32)
+    elif mode in ("f32", "f16"):
         dt = "<f4" if mode == "f32" else "<f2"
         if len(payload) != n * np.dtype(dt).itemsize:
             raise PromptlabError(f"init latent holds {len(payload)} bytes, expected {n * np.dtype(dt).itemsize}")

@@ -53,7 +53,7 @@ def keyframe_record_max(rank: int, bits: int, context_dim: int, tokens: int = TO
 
 def init_record_bytes(init_mode: str, latent_values: int) -> int:
     """Worst-case bytes of one init record (entropy-coded modes: their raw fallback)."""
-    per = {"f32": 4, "f16": 2}.get(init_mode)
+    per = {"f32": 4, "f16": 2, "zero": 0}.get(init_mode)
     if per is not None:
         return CHUNK_OVERHEAD + per * latent_values
     if init_mode == "q6":

@@ -224,8 +224,25 @@ class KeyframeRecord:
         return dequantize(self.u, self.u_qp), dequantize(self.v, self.v_qp)
 
 
+class _Counted:
+    """Byte counts of a stream's parts (a stream read, or one being written): every byte counted."""
+
+    header_bytes: int
+    init_sizes: list[int]
+    keyframe_bytes: list[int]
+    index_bytes: int
+
+    @property
+    def init_bytes(self) -> int:
+        return sum(self.init_sizes)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.header_bytes + self.init_bytes + sum(self.keyframe_bytes) + self.index_bytes
+
+
 @dataclass
-class Stream:
+class Stream(_Counted):
     """What a reader got: the header and, per GOP read (from `first_gop` on), its init latent and keyframes."""
 
     header: StreamHeader
@@ -242,14 +259,6 @@ class Stream:
     def init_latent(self) -> torch.Tensor | None:
         """The first GOP's init latent (the only one of a one-GOP stream)."""
         return self.inits[0] if self.inits else None
-
-    @property
-    def init_bytes(self) -> int:
-        return sum(self.init_sizes)
-
-    @property
-    def total_bytes(self) -> int:
-        return self.header_bytes + self.init_bytes + sum(self.keyframe_bytes) + self.index_bytes
 
     @property
     def complete(self) -> bool:
@@ -366,7 +375,7 @@ def index_size(header: StreamHeader) -> int:
     return 9 + 8 * header.n_gops
 
 
-class StreamWriter:
+class StreamWriter(_Counted):
     """Appends records in the header's order to a file object, flushing each: the file is always a valid prefix.
 
     `finish()` appends the GOP index; a stream cut before it still reads record by record.
@@ -384,14 +393,6 @@ class StreamWriter:
         self.header_bytes = self._put(header.to_bytes())
         if init_latent is not None:
             self.write_init(init_latent)
-
-    @property
-    def init_bytes(self) -> int:
-        return sum(self.init_sizes)
-
-    @property
-    def total_bytes(self) -> int:
-        return self.header_bytes + self.init_bytes + sum(self.keyframe_bytes) + self.index_bytes
 
     def _put(self, data: bytes) -> int:
         self.fh.write(data)

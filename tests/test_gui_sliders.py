@@ -117,22 +117,10 @@ def test_tuner_previews_then_refines_and_supersedes_instead_of_queueing(qtbot):
 
 # ----------------------------------------------------------------------------- the window, real engine
 
-from test_gui import SKY, SMALL, N, run_and_wait  # noqa: E402
+import test_gui  # noqa: E402
+from test_gui import N, run_and_wait  # noqa: E402
 
-
-@pytest.fixture
-def win(qtbot):
-    from promptlab.gui.session import Session
-    from promptlab.gui.window import MainWindow
-
-    w = MainWindow(Session(settings=SMALL))
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    assert w.open(str(SKY), frames=f"0:{N}"), w.last_error
-    qtbot.waitUntil(lambda: len(w.viewer.originals) == N, timeout=30_000)
-    yield w
-    w.close()
+win = test_gui.win  # the lab window on the sky clip (test_gui's fixture)
 
 
 def _job_children(w) -> int:

@@ -103,3 +103,13 @@ def test_reference_prompts_stop_at_weight_loading(sky_prompts: Path, tmp_path: P
     assert rc == 2 and not out.exists()
     lines = [ln for ln in err.splitlines() if ln.startswith("promptlab decode: error:")]
     assert len(lines) == 1 and "PROMPTLAB_SD_TURBO" in lines[0] and "Traceback" not in err
+
+
+def test_a_preloaded_model_is_handed_out_once() -> None:
+    """The GUI's spare job process loads its model before the job is known; the job gets that object."""
+    from promptlab.models import registry
+
+    registry.preload("tiny", "cpu")
+    (warm,) = registry._PRELOADED.values()
+    assert registry.load_model("tiny", "cpu") is warm
+    assert registry.load_model("tiny", "cpu") is not warm and not registry._PRELOADED

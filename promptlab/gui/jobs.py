@@ -150,13 +150,22 @@ def run_job(job: Job, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | Non
 
 
 def serve_job(inbox: Any, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None,
-              parent_pid: int | None = None) -> None:
-    """A spare job process: started while the window is idle, it pays for the process start and the
-    heavy imports before any job is known, then runs the one job it is handed (None: exit)."""
+              parent_pid: int | None = None, warm: tuple[str, str, str, int] | None = None) -> None:
+    """A spare job process: started while the window is idle, it pays for the process start, the
+    heavy imports and (`warm`: model, device, dtype, threads) the model's load before any job is
+    known, then runs the one job it is handed (None: exit)."""
     if parent_pid is not None:
         die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(5)
     importlib.import_module("promptlab.runs.preview")  # torch, the engines, the metrics, the run service
+    if warm is not None:
+        from promptlab.models.registry import preload
+
+        _limit_threads(warm[3])
+        with contextlib.suppress(Exception):  # a model that cannot load fails in the job, where it is reported
+            preload(*warm[:3])
     job = inbox.get()
     if job is not None:
         run_job(job, queue, cancel, live_cache)

@@ -248,6 +248,11 @@ class MainWindow(OpeningMixin, QMainWindow):
         return self.runner.start(Job(RunSpec(s, source=st.source, frames=st.run_frames()),
                                      pipeline=PREVIEW_PIPELINE, extra={"preview": spec}))
 
+    def _warm(self) -> tuple[str, str, str, int]:
+        """The model a preview will load, for the spare job process to load first."""
+        s = self.controls.settings()
+        return s.model, s.device, s.dtype, s.threads
+
     def start_refine(self) -> bool:
         return self.run(hold=True)
 
@@ -349,7 +354,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         elif outcome == "cancelled":
             self.controls.status.setText("cancelled — partial results shown are not saved")
         if self.can_preview():
-            self.runner.prepare()  # a slider's preview will not wait for a process start
+            self.runner.prepare(self._warm())  # a slider's preview will not wait for a process start
         self.jobDone.emit(outcome)
 
     def show_result(self, res: Result) -> None:
@@ -362,7 +367,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.state.shown_key = res.key
         self._remember_fitted(res.key)
         if self.can_preview() and not self.runner.busy():
-            self.runner.prepare()
+            self.runner.prepare(self._warm())
         self.banner.setVisible(False)
         self._settings_changed()
 

@@ -105,13 +105,14 @@ class JobRunner(QObject):
         self.progress.emit(0.0, "starting the job process", -1.0)
         return True
 
-    def prepare(self) -> None:
-        """Have a spare job process ready (imports done) for the next start()."""
+    def prepare(self, warm: tuple[str, str, str, int] | None = None) -> None:
+        """Have a spare job process ready for the next start(): imports done and, given `warm`
+        (model, device, dtype, threads), that model loaded."""
         if self._spare is not None and self._spare[0].is_alive():
             return
         inbox, q, cancel = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
         live = shared_cache_values(self._ctx, CACHE_POLICIES[0], 0.0)
-        proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid()), daemon=True,
+        proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid(), warm), daemon=True,
                                  name="promptlab-job-spare")
         with _no_main_reimport():
             proc.start()

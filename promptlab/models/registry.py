@@ -19,11 +19,24 @@ def is_source(name: str) -> bool:
     return name not in NAMES and ("/" in name or "\\" in name or bool(Path(name).suffix) or Path(name).exists())
 
 
+_PRELOADED: dict[tuple[str, str, str], Model] = {}
+
+
+def preload(name: str, device: str = "auto", dtype: str = "fp32") -> None:
+    """Load a model now; the next `load_model` of the same model in this process gets this very
+    object, once. A spare job process (the GUI's) pays for the load before its job is known."""
+    dev = resolve_device(device)
+    _PRELOADED[(name, str(dev), str(resolve_dtype(dtype, dev)))] = load_model(name, device, dtype)
+
+
 def load_model(name: str, device: str = "auto", dtype: str = "fp32") -> Model:
     """Load a model by built-in name (codec.shapes.NAMES), path or hub id (SD-Turbo from there)."""
     check_name(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    warm = _PRELOADED.pop((name, str(dev), str(dt)), None)
+    if warm is not None:
+        return warm
     if name == "tiny":
         from promptlab.models.tiny import load_tiny
 

@@ -126,8 +126,8 @@ def test_controls_target_bitrate_solves_rank_and_presets(qtbot, tmp_path):
     want = rate.solve_rank(150.0, c.settings(), 11)
     assert c.rank.value() == want and not c.rank.isEnabled()
     assert f"{rate.estimate(c.settings(), 11).kbps:.1f} kbps" in c.estimate.text()
-    # cache policies other than none are shown but not selectable yet
-    assert all(c.cache.model().item(i).isEnabled() for i in range(3)) and "live" in c.cache.toolTip()
+    # the cache policy: a three-stop slider over every policy, which switches live
+    assert c.cache.stops() == ["none", "lossless", "lossy"] and "live" in c.cache.toolTip()
     seen = []
     c.cacheChanged.connect(lambda p, t: seen.append((p, t)))
     c.cache.setCurrentText("lossy")

@@ -57,6 +57,7 @@ class StopSlider(QWidget):
         self._stops = list(stops)
         self._fmt = fmt
         self.slider = _Slider(Qt.Orientation.Horizontal)
+        self.setToolTip(tip)
         self.slider.setToolTip(tip)
         self.slider.setSingleStep(1)
         self.slider.setTracking(True)

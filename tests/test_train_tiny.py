@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -135,6 +136,16 @@ def test_cli_writes_weights_the_model_loader_reads(tmp_path: Path, monkeypatch: 
     assert m.context_dim == 128 and "prompt" in m.parts
     lat = m.encode_init(torch.zeros(1, 3, 128, 128))
     assert lat.shape == (1, 4, 16, 16)
+    # a warm start continues that version: its label and recipe name it (not the file's path)
+    more = tmp_path / "w2.safetensors"
+    assert main(["-o", str(more), "--data", str(video), "--ae-steps", "0", "--steps", "1", "--batch", "10",
+                 "--seed", "3", "--cache", str(tmp_path / "c.npz"), "--init", str(out)]) == 0
+    monkeypatch.setenv("PROMPTLAB_TINY", str(more))
+    assert load_model("tiny", "cpu").version == "v1-seed3-1+1+1"
+    from safetensors import safe_open
+
+    with safe_open(str(more), framework="pt") as fh:
+        assert json.loads(fh.metadata()["recipe"])["init"] == "v1-seed3-1+1"
     with pytest.raises(PromptlabError):  # exists, no --force
         main(["-o", str(out), "--data", str(video), "--steps", "1"])
     with pytest.raises(PromptlabError):

@@ -62,16 +62,18 @@ def main(argv: list[str]) -> int:
         raise PromptlabError(f"--size must be a multiple of 64, got {a.size}")
     if a.minutes < 0:
         raise PromptlabError("--minutes must be >= 0")
-    from promptlab.models.tiny import save_tiny, trained_model
+    from promptlab.models.tiny import save_tiny, trained_model, weights_version
     from promptlab.train import data
     from promptlab.train.loop import TrainConfig, describe, train
 
     torch.set_num_threads(max(1, a.threads))
     tc = TrainConfig(seed=a.seed, minutes=a.minutes)
+    start = ""  # the version a warm start continues (its label prefixes ours)
     if a.init:
         if not Path(a.init).is_file():
             raise PromptlabError(f"--init {a.init}: no such weights file")
         tc.init = str(a.init)
+        start = weights_version(a.init)
     for key, field in (("ae_steps", "ae_steps"), ("steps", "steps"), ("batch", "batch"), ("lpips", "w_lpips"),
                        ("lpips_net", "lpips_net"), ("lr", "lr"), ("lr_decoder", "lr_decoder")):
         if getattr(a, key) is not None:
@@ -96,23 +98,30 @@ def main(argv: list[str]) -> int:
             print(f"  {ph} step {int(row['step'])}: loss {row['loss']:.4f} psnr {row['psnr']:.2f} dB "
                   f"({row['t']:.0f} s)", file=sys.stderr)
 
+    def label(a_steps: int, b_steps: int) -> str:
+        """seed and steps of this run, after the version it continues (a warm start)."""
+        return f"{start}+{b_steps}" if start else f"v1-seed{a.seed}-{a_steps}+{b_steps}"
+
+    recipe0 = describe(tc) | ({"init": start} if start else {})  # the version started from, not a path
+
     def checkpoint(mods: dict[str, torch.nn.Module], a_steps: int, b_steps: int) -> None:
-        ver = f"v1-seed{a.seed}-{a_steps}+{b_steps}"
+        ver = label(a_steps, b_steps)
         m = trained_model(mods, tc.config, ver, torch.device("cpu"), torch.float32, frozen=False)
         target = out.with_name(f"{out.stem}-step{b_steps}.safetensors")
         with atomic_path(target) as tmp:
-            save_tiny(m, tmp, ver, half=True, extra={"recipe": json.dumps(describe(tc))}, config=tc.config)
+            save_tiny(m, tmp, ver, half=True, extra={"recipe": json.dumps(recipe0 | {"steps_done": b_steps})},
+                      config=tc.config)
 
     try:
         res = train(ds, tc, log, checkpoint, a.checkpoint_every)
     finally:
         if logf is not None:
             logf.close()
-    recipe = describe(tc) | {"ae_steps_done": res.ae_steps_done, "steps_done": res.steps_done,
+    recipe = recipe0 | {"ae_steps_done": res.ae_steps_done, "steps_done": res.steps_done,
                              "seconds": round(res.seconds + (time.perf_counter() - t0 - res.seconds), 1),
                              "threads": a.threads, "capped": res.capped,
                              "data": [v.name for v in videos] + ["skimage.data colour images"]}
-    version = a.version or f"v1-seed{a.seed}-{res.ae_steps_done}+{res.steps_done}"
+    version = a.version or label(res.ae_steps_done, res.steps_done)
     model = trained_model(res.modules, res.config, version, torch.device("cpu"), torch.float32)
     with atomic_path(out) as tmp:
         save_tiny(model, tmp, version, half=True, extra={"recipe": json.dumps(recipe)}, config=res.config)

@@ -270,6 +270,17 @@ def save_tiny(model: Model, path: str | Path, version: str, half: bool = False,
 
 
 
+def weights_version(path: str | Path) -> str:
+    """The version a tiny weights file's metadata names ("trained" when it names none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("version", "trained")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for a bad file
+        raise PromptlabError(f"{path}: not a tiny weights file ({exc})") from None
+
+
 def weights_info() -> str:
     """One line naming the tiny model that load_tiny would load (reads metadata only; for doctor)."""
     path = weights_path()

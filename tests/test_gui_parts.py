@@ -149,6 +149,7 @@ def _wait(qtbot, win, timeout=60_000):
     return sig.args[0]
 
 
+@pytest.mark.slow
 def test_engine_errors_and_crashes_show_in_the_window(sky_frames, qtbot):
     from promptlab.gui.window import MainWindow
 

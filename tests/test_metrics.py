@@ -221,6 +221,7 @@ def real_lpips():
     return FrameMetrics("alex", require_lpips=True)
 
 
+@pytest.mark.slow
 def test_lpips_acceptance_noise_and_blur(real_lpips, sky128):
     for frame in sky128:
         assert real_lpips.compute(frame, frame)["lpips"] == pytest.approx(0.0, abs=1e-6)

@@ -47,6 +47,7 @@ def test_tiny_loads_a_weights_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         load_model("tiny", "cpu")
 
 
+@pytest.mark.slow
 def test_sd_turbo_arch_has_the_real_shape() -> None:
     m = load_model("sd-turbo-arch", "cpu")
     n = sum(p.numel() for p in m.unet_module.parameters())

@@ -96,3 +96,25 @@ def test_baseline_cli(sky_frames, tmp_path):
     with pytest.raises(PromptlabError, match="already exists"):
         main(["h264", str(sky_frames), "--kbps", "100", "-o", str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "b.mp4", "rec"]
+
+
+@pytest.mark.parametrize("codec", ["h265", "h264"])
+def test_bytes_repeat_in_separate_processes(sky_mp4, tmp_path, codec):
+    """The same frames give the same stream and the same CRF search in two processes.
+
+    64 px is the width at which both encoders repeated least before repeatable_params (x265: one
+    CTU wide; x264: its AVX-512 kernels); the two processes start with different leftover heap
+    bytes (MALLOC_PERTURB_), so an encoder that reads memory it did not write shows it."""
+    import os
+    import subprocess
+    import sys
+
+    runs = []
+    for perturb in ("85", "170"):
+        out, js = tmp_path / f"{perturb}.{'hevc' if codec == 'h265' else 'h264'}", tmp_path / f"{perturb}.json"
+        subprocess.run([sys.executable, "-m", "promptlab", "baseline", codec, str(sky_mp4), "--kbps", "12",
+                        "--size", "64", "--frames", "0:11", "-o", str(out), "--json", str(js)], check=True,
+                       capture_output=True, timeout=300, env={**os.environ, "MALLOC_PERTURB_": perturb})
+        runs.append((out.read_bytes(), json.loads(js.read_text())["search"]))
+    assert runs[0][1] == runs[1][1]  # every encode of the CRF search, the CRF 0 end included
+    assert runs[0][0] == runs[1][0]

@@ -8,11 +8,18 @@ parameter. The stream is raw Annex-B (VPS/SPS/PPS in-band in the first access un
 encoder-banner SEIs (x265 `info=0`; x264's SEI removed; see annexb.py). Bytes per frame are
 the access-unit (packet) sizes mapped to frames by presentation timestamp, so the parameter
 sets are charged to frame 0 and the per-frame bytes sum exactly to the stream size.
+
+Repeatable bytes: one encoder thread (x264's output depends on its thread count) and the
+settings of `repeatable_params`, without which both encoders (x264 165, x265 4.2, measured)
+write different bytes from run to run at the same CRF. With them, the same frames and
+settings give the same bytes in every run and process, so the CRF search lands on the same
+setting and the same stream too.
 """
 
 from __future__ import annotations
 
 import io
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,6 +85,30 @@ def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, codec: str, to
         raise PromptlabError(f"frames of {shape[1]}x{shape[0]} are too small for {codec}")
 
 
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def repeatable_params(encoder: str, width: int, height: int) -> dict[str, str]:
+    """Encoder parameters that make a `width`×`height` encode write the same bytes every time.
+
+    x264: its AVX-512 kernels read memory they did not write (the bytes follow the heap's
+    leftover contents: MALLOC_PERTURB_ changes them, at most sizes below 128 px), and its
+    SSSE3/AVX2 kernels round differently from its C code. On x86 its SIMD is pinned to SSE2,
+    which every x86-64 CPU has and which writes the C code's bytes: repeatable, and the same
+    on every x86 machine, at a few per cent of encode time.
+    x265: a picture exactly one CTU wide (64 px at the default CTU, 32 px at ultrafast's) gets
+    different inter-frame bytes from run to run, even with no threads at all (pools=none); any
+    other width repeats. Up to 64 px wide the CTU is the largest that fits the picture (x265
+    refuses a smaller picture) and is not its width; a 16 px wide picture has none.
+    """
+    if encoder == "libx264":
+        return {"asm": "MMX2,SSE2"} if X86 else {}
+    if width > 64:
+        return {}
+    fits = [c for c in (64, 32, 16) if c <= min(width, height) and c != width]
+    return {"ctu": str(fits[0])} if fits else {}
+
+
 @dataclass
 class Packet:
     """One access unit as the encoder emitted it (decode order), banner SEI removed."""
@@ -100,7 +131,10 @@ def _encode(frames: Sequence[np.ndarray], fps: float, codec: str,
     ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
     ctx.time_base = 1 / frame_rate
     ctx.framerate = frame_rate
-    ctx.options = {**QUIET[encoder], **opts}
+    options = {**QUIET[encoder], **opts}
+    key = next(iter(QUIET[encoder]))  # the x264-params / x265-params option
+    options[key] = ":".join([options[key], *(f"{k}={v}" for k, v in repeatable_params(encoder, w, h).items())])
+    ctx.options = options
     packets: list[Packet] = []
 
     def take(pkts) -> None:
@@ -165,8 +199,8 @@ def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec
                     tolerance: float = 0.05, preset: str = "medium", threads: int = 1) -> BaselineResult:
     """Encode `frames` with x265/x264 so that the bytes written are within `tolerance` of `kbps`.
 
-    threads=1 by default because x264's output depends on its thread count: one thread makes
-    the bytes (and so the comparison) the same on every machine.
+    threads=1 by default because x264's output depends on its thread count: one thread (and
+    repeatable_params) makes the bytes, and so the comparison, the same in every run.
     """
     _check(frames, fps, kbps, codec, tolerance)
     n = len(frames)
@@ -214,7 +248,8 @@ def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec
     recon = decode_stream(stream, codec, n, width, height)
     params = {"encoder": CODECS[codec][0], "preset": preset, "rate_control": method,
               **({"crf": round(x, 4)} if method == "crf" else {"bitrate_kbps": round(x, 3)}),
-              "pix_fmt": "yuv420p", "threads": threads, "encodes": len(cache)}
+              "pix_fmt": "yuv420p", "threads": threads, "encodes": len(cache),
+              **repeatable_params(CODECS[codec][0], *even_size(width, height))}
     return BaselineResult(codec=codec, target_kbps=float(kbps), kbps=rate.kbps(len(stream), n, fps),
                           bytes=len(stream), frame_bytes=frame_bytes, recon=recon, fps=float(fps), n_frames=n,
                           width=width, height=height, stream=stream, packets=packets, params=params, trace=trace,

@@ -64,13 +64,8 @@ def test_unreachable_address_is_one_line(tmp_path: Path, sky_mp4: Path, capsys) 
 @pytest.mark.slow
 def test_ray_gop_encode_is_byte_identical_and_resumes(sky_mp4: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    from promptlab.runs.distributed import (
-        RayOptions,
-        TaskDone,
-        TasksPlanned,
-        encode_gops,
-        work_folder,
-    )
+    from promptlab.runs.distributed import RayOptions, encode_gops, work_folder
+    from promptlab.runs.records import TaskDone, TasksPlanned
 
     serial, par = tmp_path / "serial.plab", tmp_path / "ray.plab"
     assert main(["encode", str(sky_mp4), "-o", str(serial), "--gop", str(GOP), *ENCODE]) == 0
@@ -104,7 +99,8 @@ def test_ray_sweep_survives_a_killed_worker_and_skips_finished_points(sky_mp4: P
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    from promptlab.runs.distributed import RayOptions, TaskDone, TasksPlanned, sweep_tasks
+    from promptlab.runs.distributed import RayOptions, sweep_tasks
+    from promptlab.runs.records import TaskDone, TasksPlanned
     from promptlab.runs.sweep import expand_sources
 
     calm = tmp_path / "calm"

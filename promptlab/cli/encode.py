@@ -100,7 +100,8 @@ def _run_ray(a: argparse.Namespace, settings, out: Path, frames, ray) -> int:
     """The encode's closed GOPs on Ray workers (runs/distributed.py): one bar over the GOPs."""
     from tqdm import tqdm
 
-    from promptlab.runs.distributed import TaskDone, TasksPlanned, encode_gops, work_folder
+    from promptlab.runs.distributed import encode_gops, work_folder
+    from promptlab.runs.records import TaskDone, TasksPlanned
 
     if not settings.gop:
         print("note: without --gop the stream is one GOP, encoded by one worker", file=sys.stderr)

@@ -149,7 +149,7 @@ def _progress(job) -> SweepDone:
     """Iterate a sweep (local or Ray) with its lines on stderr; the one bar counts Ray tasks."""
     from tqdm import tqdm
 
-    from promptlab.runs.distributed import TaskDone, TasksPlanned
+    from promptlab.runs.records import TaskDone, TasksPlanned
 
     bar, done = None, None
     try:

@@ -38,6 +38,7 @@ from promptlab.errors import PromptlabError
 from promptlab.extras import require
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import FrameRange, count_frames, parse_frames
+from promptlab.runs.records import TaskDone, TasksPlanned
 from promptlab.runs.sweep import (
     PointJob,
     SweepPoint,
@@ -52,30 +53,6 @@ from promptlab.runs.sweep import (
     summarize_sweep,
 )
 from promptlab.settings import Settings
-
-
-@dataclass
-class TasksPlanned:
-    """A distributed job (runs/distributed.py) starts: `total` tasks to run, `skipped` finished before."""
-
-    job: str                  # "encode" | "sweep"
-    total: int
-    skipped: int
-    workers: int
-    address: str              # the Ray cluster's address, "local" for one started here
-
-
-@dataclass
-class TaskDone:
-    """One task of a distributed job finished on a worker (a GOP, a sweep point or its baseline)."""
-
-    job: str
-    name: str
-    node: str                 # the Ray node it ran on (short id)
-    elapsed: float            # seconds on the worker
-    done: int                 # tasks finished so far in this run
-    total: int
-
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a cluster's address before saying it is unreachable
 

@@ -3,6 +3,7 @@
 The GUI renders them as they come, `promptlab run --json` writes them, tests read them: one
 path for all three. Records are plain picklable dataclasses (they cross the GUI's job process
 boundary); images and LPIPS maps ride along for the window and are left out of `row()`.
+A distributed job (runs/distributed.py) adds its own two: TasksPlanned and TaskDone.
 """
 
 from __future__ import annotations
@@ -123,6 +124,29 @@ class Reused:
 
     key: str
     path: str
+
+
+@dataclass
+class TasksPlanned:
+    """A distributed job (runs/distributed.py) starts: `total` tasks to run, `skipped` finished before."""
+
+    job: str                  # "encode" | "sweep"
+    total: int
+    skipped: int
+    workers: int
+    address: str              # the Ray cluster's address, "local" for one started here
+
+
+@dataclass
+class TaskDone:
+    """One task of a distributed job finished on a worker (a GOP, a sweep point or its baseline)."""
+
+    job: str
+    name: str
+    node: str                 # the Ray node it ran on (short id)
+    elapsed: float            # seconds on the worker
+    done: int                 # tasks finished so far in this run
+    total: int
 
 
 Record = (Scoring | Stage | Progress | Started | KeyframeFitted | FrameResult | Encoded | Summary | Saved

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from promptlab.device import set_threads
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
 from promptlab.runs.records import (
@@ -111,6 +112,7 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
     `cache_control`: the decoder's generation cache (an engine CacheControl the caller may switch
     while decoding); default: the settings' policy.
     """
+    set_threads(spec.settings.threads)  # the decode of a stored stream too, not only the encode
     cache = ResultsCache(spec.cache_root)
     stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
     if stored is not None and reusable(stored, spec.settings, vmaf=spec.vmaf):

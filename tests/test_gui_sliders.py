@@ -18,10 +18,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from promptlab.gui.sliders import StopSlider, decade_stops, int_stops  # noqa: E402
 from promptlab.gui.tuning import Tuner  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _dirs(lab_dirs):
-    return lab_dirs
+pytestmark = pytest.mark.usefixtures("lab_dirs")  # the user's folders in tmp for every test here
 
 
 # ----------------------------------------------------------------------------- the slider

@@ -95,7 +95,7 @@ def repeatable_params(encoder: str, width: int, height: int) -> dict[str, str]:
     leftover contents: MALLOC_PERTURB_ changes them, at 42 of 51 sizes from 16 to 256 px wide), and its
     SSSE3/AVX2 kernels round differently from its C code. On x86 its SIMD is pinned to SSE2,
     which every x86-64 CPU has and which writes the C code's bytes: repeatable, and the same
-    on every x86 machine, at a few per cent of encode time.
+    on every x86 machine, for 5–20 % more encode time (measured).
     x265: a picture exactly one CTU wide (64 px at the default CTU, 32 px at ultrafast's) gets
     different inter-frame bytes from run to run, even with no threads at all (pools=none); any
     other width repeats. Up to 64 px wide the CTU is the largest that fits the picture (x265

@@ -107,7 +107,7 @@ class Controls(QWidget):
         for w in (self.size, self.rank, self.interval, self.bits, self.iters, self.first_iters, self.target):
             w.valueChanged.connect(self._edited)
         for knob, w in (("rank", self.rank), ("kbps", self.target), ("interval", self.interval), ("bits", self.bits)):
-            w.valueChanged.connect(lambda _v, knob=knob: self.tuned.emit(knob))
+            w.userMoved.connect(lambda knob=knob: self.tuned.emit(knob))  # a user's move, not setValue
         self.cache_threshold.valueChanged.connect(self._edited)
         self.cache_threshold.valueChanged.connect(self._cache_edited)
         self.cache.valueChanged.connect(self._cache_edited)

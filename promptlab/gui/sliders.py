@@ -5,7 +5,7 @@ spaced for the eye (every value where steps matter, then coarser); a value set f
 (a preset, a stream's header, a solved rank) that is not a stop becomes one, so the control
 never changes a setting by showing it. Arrow keys move one stop, Page Up/Down a tenth of the
 range (QSlider's own keyboard handling, kept from the window's frame-stepping shortcuts while
-the slider has focus). `valueChanged` fires while dragging, so the window
+the slider has focus). `userMoved` tells a user's move from a value set by the program. `valueChanged` fires while dragging, so the window
 can preview before the mouse is released.
 """
 
@@ -50,6 +50,7 @@ class StopSlider(QWidget):
     """`value()` / `setValue(v)` like a spin box; `valueChanged(v)` on every move; text stops for choices."""
 
     valueChanged = Signal(object)
+    userMoved = Signal()            # the user moved it (drag, keys, wheel, a click on the track): not setValue
 
     def __init__(self, stops: Sequence[float | int | str], fmt: Callable[[object], str] = str, tip: str = "",
                  parent: QWidget | None = None) -> None:
@@ -71,6 +72,7 @@ class StopSlider(QWidget):
         self.setFocusProxy(self.slider)
         self._update_range()
         self.slider.valueChanged.connect(self._moved)
+        self.slider.actionTriggered.connect(lambda _action: self.userMoved.emit())
         self._moved(self.slider.value())
 
     def _update_range(self) -> None:

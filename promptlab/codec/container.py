@@ -80,8 +80,9 @@ class StreamHeader:
         object.__setattr__(self, "latent_w", lw)
         if self.gop >= self.n_frames > 0:
             object.__setattr__(self, "gop", 0)  # one GOP however it was asked for: one way to write it
-        # store exactly what the bytes can hold, so a header equals its own round trip
-        object.__setattr__(self, "blend", float(np.float32(self.blend)))
+        # what the bytes can hold (float32), as the shortest decimal that is that float32 (0.05, not
+        # 0.05000000074505806): a header equals its own round trip and gives back the setting it was given
+        object.__setattr__(self, "blend", float(np.format_float_positional(np.float32(self.blend), unique=True)))
         if self.fps > 0:
             object.__setattr__(self, "fps", float(fps_fraction(self.fps)))
         self.check()
@@ -192,7 +193,7 @@ class StreamHeader:
                 raise ValueError("zero fps denominator")
             return cls(
                 model=name.decode(), width=v[0], height=v[1], fps=v[2] / v[3], n_frames=v[4],
-                rank=v[5], bits=v[6], interval=v[7], seed=v[8], blend=float(np.float32(v[9])),
+                rank=v[5], bits=v[6], interval=v[7], seed=v[8], blend=float(v[9]),
                 crop=CROP_MODES[v[10]], interp=INTERP_MODES[v[11]], init_mode=INIT_MODES[v[12]],
                 tokens=v[13], context_dim=v[14], latent_channels=v[15], latent_h=v[16], latent_w=v[17],
                 upsampler=UPSAMPLERS[v[18]], gop=gop,

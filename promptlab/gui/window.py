@@ -335,7 +335,8 @@ class MainWindow(OpeningMixin, QMainWindow):
             return
         if held is not None and outcome == "finished":  # the background fit replaces the preview
             self._reset_results()
-            self.plots.set_cache_label(cache_label(self.controls.settings().cache, self.controls.settings().cache_threshold))
+            s = self.controls.settings()
+            self.plots.set_cache_label(cache_label(s.cache, s.cache_threshold))
             self.banner.setVisible(False)
             for rec in held:
                 self.show_record(rec)
@@ -378,9 +379,9 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.show_error(f"the run {key} is no longer in the results cache")
             return
         if res.stream.is_file():
-            from promptlab.runs.rd import run_settings
+            from promptlab.codec.container import read_header
 
-            self.controls.set_settings(run_settings(res.stream, self.controls.settings()))
+            self.controls.set_settings(read_header(res.stream).to_settings(self.controls.settings()))
         self.show_result(res)
         self.controls.status.setText(f"loaded the stored run {key} (nothing recomputed)")
 

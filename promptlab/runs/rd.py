@@ -87,19 +87,6 @@ def _label(stream: Path) -> str:
         return "?"
 
 
-def run_settings(stream: Path, base: Settings) -> Settings:
-    """`base` with what a stored run's stream header records: loading the run names its result again.
-
-    The header keeps floats (blend, fps) as float32; they come back as the shortest decimals that
-    round-trip float32 (0.05, not 0.05000000074505806), the values the run was given, so the
-    results-cache key and the clip match the run's own.
-    """
-    header = _header(stream)
-    exact = {k: float(np.format_float_positional(np.float32(v), unique=True))
-             for k, v in header.settings_fields().items() if isinstance(v, float)}
-    return header.to_settings(base).replace(**exact)
-
-
 def ladder_targets(points: Sequence[RdPoint], steps: int = LADDER_STEPS) -> list[float]:
     """Rates (kbps) spaced evenly in log rate over the promptlab points' range, widened by LADDER_SPAN."""
     rates = [p.kbps for p in points if p.kbps > 0]

@@ -3,7 +3,8 @@ dies mid-GOP), a sweep on Ray with a worker node killed mid-sweep giving the sam
 skipped, Ctrl-C leaving no final file, one-line errors.
 
 The Ray tests start real (local) clusters: slow on a small machine, so marked slow; every task
-reserves one CPU and runs the tiny model at 64 px with a few iterations.
+reserves one CPU and runs the tiny model at 64 px with a few iterations. Ray is in the test extra,
+so a missing Ray fails these tests instead of skipping them.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def test_ray_missing_is_one_line(monkeypatch, tmp_path: Path, sky_mp4: Path, cap
 
 
 def test_unreachable_address_is_one_line(tmp_path: Path, sky_mp4: Path, capsys) -> None:
-    pytest.importorskip("ray")
     out = tmp_path / "x.plab"
     t0 = time.monotonic()
     assert main(["encode", str(sky_mp4), "-o", str(out), "--engine", "ray", "--address", "127.0.0.1:9", *ENCODE]) == 2
@@ -66,7 +66,7 @@ def test_unreachable_address_is_one_line(tmp_path: Path, sky_mp4: Path, capsys) 
 
 @pytest.mark.slow
 def test_ray_gop_encode_is_byte_identical_and_resumes(sky_mp4: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+
     from promptlab.runs.distributed import RayOptions, encode_gops, work_folder
     from promptlab.runs.records import TaskDone, TasksPlanned
 
@@ -98,7 +98,7 @@ def rows(points: list[dict], folder: Path) -> list[dict]:
 @pytest.mark.slow
 def test_ray_sweep_survives_a_killed_worker_and_skips_finished_points(sky_mp4: Path, tmp_path: Path,
                                                                       capsys) -> None:
-    ray = pytest.importorskip("ray")
+    import ray
     from ray.cluster_utils import Cluster
 
     from promptlab.runs.distributed import RayOptions, sweep_tasks
@@ -154,7 +154,7 @@ FAULT = ["--size", "64", "--rank", "2", "--interval", "10", "--iters", "20", "--
 
 @pytest.mark.slow
 def test_ray_encode_survives_a_killed_worker(sky_mp4: Path, tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
+    import ray
     from ray.cluster_utils import Cluster
 
     from promptlab.runs.distributed import RayOptions, encode_gops, work_folder
@@ -226,7 +226,7 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.mark.slow
 def test_ctrl_c_on_a_ray_encode_and_sweep_leaves_no_final_file(sky_mp4: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+
     from promptlab.runs.distributed import work_folder
 
     out = tmp_path / "x.plab"

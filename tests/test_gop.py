@@ -296,3 +296,42 @@ def test_interrupted_gop_encode_resumes_byte_identical(sky_mp4: Path, tmp_path: 
     assert again[0].resumed_keyframes == 4
     assert out.read_bytes() == ref.read_bytes()
     assert not partial_paths(out)[0].exists()
+
+
+def test_run_service_decodes_a_bare_streams_range_from_its_gop(gop_file: Path, tiny) -> None:
+    """A .plab run alone with frames A:B (the GUI's seek) reads from the GOP holding A; indices start at 0."""
+    from promptlab.runs.lab import RunSpec, run_lab
+    from promptlab.runs.records import FrameResult
+
+    full = frames_of(decode(gop_file, model=tiny))
+    recs = list(run_lab(RunSpec(Settings(threads=1), stream=str(gop_file), frames=(25, 35))))
+    started = next(r for r in recs if isinstance(r, records.Started))
+    gop1 = len(read_gops(gop_file, 1, 1).keyframes)
+    assert started.n_keyframes == gop1 < read_header(gop_file).n_keyframes  # GOP 1 alone was read
+    rows = [r for r in recs if isinstance(r, FrameResult)]
+    assert [r.index for r in rows] == list(range(10))
+    assert all(np.array_equal(r.image, full[25 + r.index]) for r in rows)
+
+
+def test_the_window_seeks_in_a_stream_opened_alone(gop_file: Path, tiny, qtbot, lab_dirs) -> None:
+    """Open a GOP stream with frames 25:35 and Run: the frames shown are those of a full decode,
+    although GOP 0 is unreadable (the window read from GOP 1 on)."""
+    from promptlab.gui.session import Session
+    from promptlab.gui.window import MainWindow
+
+    full = frames_of(decode(gop_file, model=tiny))
+    data = bytearray(gop_file.read_bytes())
+    a, b = gop_offset(gop_file, 0), gop_offset(gop_file, 1)
+    data[a:b] = b"\xff" * (b - a)
+    gop_file.write_bytes(bytes(data))
+    w = MainWindow(Session(settings=Settings(threads=1)))
+    qtbot.addWidget(w)
+    assert w.open(str(gop_file), frames="25:35"), w.state.last_error
+    assert "GOPs of 20" in w.source_label.text() and w.transport.offset == 25
+    with qtbot.waitSignal(w.jobDone, timeout=120_000) as sig:
+        w.run()
+    assert sig.args == ["finished"], w.state.last_error
+    assert sorted(w.viewer.recon) == list(range(10))
+    assert all(np.array_equal(w.viewer.recon[i], full[25 + i]) for i in range(10))
+    assert not w.open(str(gop_file), frames="45:50") and "outside" in w.state.last_error
+    w.close()

@@ -71,17 +71,27 @@ class OpeningMixin:
         self._start_loader()
 
     def _open_stream(self, path: str) -> None:
-        from promptlab.codec.container import read_stream
+        """A stream opened alone; a frame range seeks: the decode reads from the GOP holding its start."""
+        from promptlab.codec.container import read_header
+        from promptlab.io.video import parse_frames
 
-        h = read_stream(path).header
+        h = read_header(path)
+        frames = parse_frames(self.controls.frames.text() or None)
+        a, b = frames or (0, None)
+        b = h.n_frames if b is None else min(b, h.n_frames)
+        if a >= b:
+            raise PromptlabError(f"frames {self.controls.frames.text()} are outside the stream's 0:{h.n_frames}")
         s = h.to_settings(self.controls.settings())
-        self.state.source, self.state.stream, self.state.frames = None, str(path), None
+        self.state.source, self.state.stream = None, str(path)
+        self.state.frames = frames  # as typed, like a video's: a change of the field reopens
         self.state.fitted_stream = str(path)  # a stream opened alone previews from itself
         self.tuner.stop()
         self.controls.set_settings(s)
-        self.controls.set_n_frames(h.n_frames)
-        self.source_label.setText(f"{path}  (.plab, {h.model}, {h.width}×{h.height}, {h.n_frames} frames)")
-        self.transport.set_count(h.n_frames, 0, h.fps)
+        self.controls.set_n_frames(b - a)
+        gops = f"GOPs of {h.gop}" if h.gop else "one GOP"
+        self.source_label.setText(f"{path}  (.plab, {h.model}, {h.width}×{h.height}, {h.n_frames} frames, {gops}"
+                                  f"{'' if frames is None else f'; showing {a}:{b}'})")
+        self.transport.set_count(b - a, a, h.fps)
         self.plots.set_fps(h.fps)
         self._reset_results()
         self.viewer.set_originals([])
@@ -105,8 +115,8 @@ class OpeningMixin:
             return
         s = self.controls.settings()
         if frames != self.state.frames:
-            self.open(self.state.source)
-        elif (s.size, s.crop) != self._loaded_for:
+            self.open(self.state.source or self.state.stream)
+        elif self.state.source and (s.size, s.crop) != self._loaded_for:
             self._start_loader()
 
     def _start_loader(self) -> None:

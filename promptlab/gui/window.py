@@ -416,7 +416,7 @@ class MainWindow(OpeningMixin, QMainWindow):
 
     def _settings_changed(self) -> None:
         self.state.settings = self.controls.settings()
-        if self.state.source and not self.runner.busy():
+        if (self.state.source or self.state.stream) and not self.runner.busy():
             self._reload_if_needed()
         if self.is_stale():
             self.banner.setStyleSheet("background:#664400;color:white;padding:4px")

@@ -45,7 +45,7 @@ class RunSpec:
 
     settings: Settings
     source: str | None = None                 # video or image folder (None for a bare .plab)
-    frames: tuple[int, int] | None = None
+    frames: tuple[int, int] | None = None     # [A, B) of `source`; of `stream` when there is no source
     stream: str | None = None                 # decode this .plab instead of encoding
     key: str | None = None                    # results-cache name (default: result_key of the source)
     baseline: str | None = None               # "h265" | "h264": also this codec at the achieved rate
@@ -234,6 +234,9 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
 
     s = spec.settings
     control = control or CacheControl(s.cache, s.cache_threshold)
+    # a bare stream's range is read from the GOP holding its start (the container's GOP index)
+    span = spec.frames if spec.stream and not spec.source else None
+    first = span[0] if span else 0
     yield Stage("decode", "generating frames (receiver) and measuring them")
     rows: list[FrameResult] = []
     images: list[np.ndarray] = []
@@ -241,7 +244,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
     started: engine_records.Started | None = None
     done: engine_records.Done | None = None
     n = 1
-    for rec in decode(stream, device=s.device, cancel=cancel, cache=control):
+    for rec in decode(stream, device=s.device, cancel=cancel, cache=control, frames=span):
         if isinstance(rec, engine_records.Started):
             started = rec
             n = max(1, rec.n_frames)
@@ -250,7 +253,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
             label = cache_label(control.policy, control.threshold)
             if not policies or policies[-1] != label:
                 policies.append(label)
-            row = scorer.frame("decode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
+            row = scorer.frame("decode", rec.index - first, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
                                keyframe=rec.keyframe, reused=float(rec.reused))
             rows.append(row)
             images.append(rec.image)

@@ -235,8 +235,9 @@ def test_clicking_a_run_in_the_rd_view_loads_it(qtbot):
                      first_patience=2, perceptual="none", threads=1, fps=30.0)
     cache = ResultsCache()
     keys = {}
-    for rank in (2, 6):
-        recs = run_lab(RunSpec(settings=small.replace(rank=rank), source=str(sky), frames=(0, 6),
+    for rank in (2, 6):  # rank 6 also with another iteration budget, which no stream header holds
+        made = small.replace(rank=rank, iters=2 if rank == 2 else 3)
+        recs = run_lab(RunSpec(settings=made, source=str(sky), frames=(0, 6),
                                cache_root=str(cache.root)))
         keys[rank] = next(r for r in recs if isinstance(r, Saved)).key
     stored = sorted(p.name for p in cache.root.iterdir())
@@ -262,7 +263,8 @@ def test_clicking_a_run_in_the_rd_view_loads_it(qtbot):
     assert clicked.args == [keys[6]]
     settle()
     res = cache.load(keys[6])
-    assert w.controls.settings().rank == 6 and w.state.shown_key == keys[6] and not w.is_stale()
+    assert w.controls.settings().rank == 6 and w.controls.settings().iters == 3
+    assert w.state.shown_key == keys[6] and not w.is_stale()
     assert sorted(w.viewer.recon) == list(range(6))
     assert all(np.array_equal(w.viewer.recon[i], res.recon[i]) for i in range(6))
     assert [w.state.rows[i].psnr for i in range(6)] == [row["psnr"] for row in res.frames]

@@ -7,7 +7,7 @@ A list of the worst frames sits beside the plots.
 The three plots share one frame axis: equal left and right axis widths, so a frame sits at the
 same x on every plot and the last one is never cut by the bandwidth plot's kbps axis. Frame 0
 carries the init latent (often 20x a keyframe); the bandwidth plot's y range is set by the other
-frames and frame 0 is labelled with its bytes when it goes off the top.
+frames and the title gives frame 0's bytes when it goes off the top.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from promptlab.settings import SEVERE_LPIPS
 
 THROTTLE_MS = 200
+BW_TITLE = "Bandwidth per frame — lower is better"
 LEFT_AXIS_PX, RIGHT_AXIS_PX = 64, 52  # the same on every plot, so their frame axes line up
 BLUE, ORANGE, GREY, RED = "#4aa3ff", "#ff9f40", "#aaaaaa", "#ff5555"
 
@@ -94,7 +95,7 @@ class PlotPanel(QWidget):
         self.q.addItem(self.severe)
         self.bytes = Series(self.bw, "promptlab bytes/frame", BLUE)
         self.bytes_base = Series(self.bw, "H.265 bytes/frame", ORANGE, "t")
-        self.running = Series(self.bw, "running mean (right axis: kbps)", GREY, None)
+        self.running = Series(self.bw, "running mean without the init latent (right axis: kbps)", GREY, None)
         self.gen = Series(self.t, "generation ms/frame", BLUE)
         self.all = [self.quality, self.quality_base, self.bytes, self.bytes_base, self.running, self.gen]
         self.cursors = []
@@ -105,8 +106,6 @@ class PlotPanel(QWidget):
             p.scene().sigMouseClicked.connect(self._scene_clicked)
         for s in self.all:
             s.item.sigPointsClicked.connect(self._points_clicked)
-        self.init_text = pg.TextItem("", color=GREY, anchor=(0, 0))
-        self.bw.addItem(self.init_text, ignoreBounds=True)
         self.kbps_label = QLabel("")
         self.worst = QListWidget()
         self.worst.setMaximumWidth(230)
@@ -151,7 +150,7 @@ class PlotPanel(QWidget):
             self.q.setLabel("left", "PSNR", units="dB")
             self.worst_title.setText("Worst frames (lowest PSNR)")
         self.severe.setVisible(lpips)
-        self.bw.setTitle("Bandwidth per frame — lower is better (every byte counted)")
+        self.bw.setTitle(BW_TITLE)
         self.bw.setLabel("left", "bytes/frame")
         self.bw.getAxis("right").setScale(8 * self.fps / 1000)
         self.bw.setLabel("right", "kbps")
@@ -163,7 +162,7 @@ class PlotPanel(QWidget):
             s.clear()
         self.worst.clear()
         self.kbps_label.setText("")
-        self.init_text.setText("")
+        self.bw.setTitle(BW_TITLE)
         self.init_bytes = self.header_bytes = 0
         self._dirty = False
 
@@ -189,7 +188,13 @@ class PlotPanel(QWidget):
         self.gen.set(i, row.get("gen_ms"))
         xs, ys = self.bytes.arrays()
         if len(xs):
-            self.running.values = {int(x): float(v) for x, v in zip(xs, np.cumsum(ys) / np.arange(1, len(ys) + 1), strict=True)}
+            # the line leaves frame 0's one-off bytes (init latent, header) aside, or it starts far off the
+            # top and stays above every point; the label beside the plots gives the rate with them
+            steady = ys.astype(float).copy()
+            if xs[0] == 0:
+                steady[0] = max(0.0, steady[0] - self.init_bytes - self.header_bytes)
+            mean = np.cumsum(steady) / np.arange(1, len(ys) + 1)
+            self.running.values = {int(x): float(v) for x, v in zip(xs, mean, strict=True)}
             self.kbps_label.setText(f"running {ys.sum() * 8 * self.fps / len(ys) / 1000:.1f} kbps\n"
                                     f"({len(ys)} frames, {ys.sum():.0f} B incl. init)")
         self._dirty = True
@@ -239,11 +244,13 @@ class PlotPanel(QWidget):
         first = self.bytes.values.get(0)
         top = max(later, default=0.0) * 1.25 or (first or 0.0) * 1.1 or 1.0
         self.bw.setYRange(0.0, top, padding=0)
-        text = f"init latent {self.init_bytes} B + header {self.header_bytes} B in frame 0" if self.init_bytes else ""
+        text = f"init {self.init_bytes} + header {self.header_bytes} B" if self.init_bytes else ""
         if first is not None and first > top:
-            text = f"frame 0: {first:.0f} B, off the top" + (f" ({text})" if text else "")
-        self.init_text.setText(text)
-        self.init_text.setPos(0.0, top)
+            text = f"frame 0: {first:.0f} B off the top" + (f" ({text})" if text else "")
+        elif text:
+            text = f"frame 0 holds {text}"
+        # in the title, never over the points (a label inside the plot covered the first frames)
+        self.bw.setTitle(f"{BW_TITLE} — {text}" if text else BW_TITLE)
 
     def _update_worst(self, n: int = 10) -> None:
         vals = self.quality.values

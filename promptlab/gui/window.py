@@ -47,6 +47,7 @@ from promptlab.gui.worker import JobRunner
 from promptlab.runs.lab import RunSpec, cache_label, replay, reusable
 from promptlab.runs.records import FrameResult, KeyframeFitted, Record, Scoring, Summary
 from promptlab.runs.results import Result, ResultsCache
+from promptlab.settings import Settings
 
 
 class MainWindow(OpeningMixin, QMainWindow):
@@ -373,12 +374,16 @@ class MainWindow(OpeningMixin, QMainWindow):
         self._settings_changed()
 
     def load_run(self, key: str) -> None:
-        """Show a stored run (the RD view's click) with the settings its stream records."""
+        """Show a stored run (the RD view's click) with the settings it was made with: those its summary
+        records (every encode setting, so the result is not STALE), else those its stream's header holds."""
         res = self.cache.load(key)
         if res is None:
             self.show_error(f"the run {key} is no longer in the results cache")
             return
-        if res.stream.is_file():
+        made = (res.summary.get("extra") or {}).get("encode")
+        if isinstance(made, dict):
+            self.controls.set_settings(Settings.from_dict(made, base=self.controls.settings()))
+        elif res.stream.is_file():
             from promptlab.codec.container import read_header
 
             self.controls.set_settings(read_header(res.stream).to_settings(self.controls.settings()))

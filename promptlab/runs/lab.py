@@ -34,7 +34,7 @@ from promptlab.runs.records import (
     Summary,
 )
 from promptlab.runs.results import Result, ResultsCache
-from promptlab.settings import Settings
+from promptlab.settings import ENCODE_KEYS, Settings
 
 ENCODE_SHARE = 0.8  # of the progress bar, when the run encodes (the fit dominates the time)
 
@@ -269,7 +269,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
                         init_bytes=started.init_bytes, width=started.width, height=started.height,
                         fps=started.fps, cache=" then ".join(policies), measured=status.measured,
                         lpips_available=status.lpips_available, lpips_message=status.message,
-                        clip=_clip(spec))
+                        clip=_clip(spec), encode={k: getattr(s, k) for k in ENCODE_KEYS})
     recon = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
     return rows, recon, summary
 

@@ -230,7 +230,10 @@ def test_ctrl_c_on_a_ray_encode_and_sweep_leaves_no_final_file(sky_mp4: Path, tm
     from promptlab.runs.distributed import work_folder
 
     out = tmp_path / "x.plab"
-    rc, err = _interrupt(["encode", str(sky_mp4), "-o", str(out), "--gop", "10", "--engine", "ray", *FAULT],
+    # one worker: GOPs finish one after another, four still to come when the first lands, so Ctrl-C comes
+    # mid-encode however the machine schedules them (with two, one run of 40 ended before it took effect)
+    rc, err = _interrupt(["encode", str(sky_mp4), "-o", str(out), "--gop", "10", "--engine", "ray", "--workers", "1",
+                          *FAULT],
                          work_folder(out), "gop-*.bin")
     assert rc == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("promptlab encode: interrupted: the finished GOPs are kept"), err

@@ -231,7 +231,7 @@ def test_ctrl_c_on_a_ray_encode_and_sweep_leaves_no_final_file(sky_mp4: Path, tm
 
     out = tmp_path / "x.plab"
     # one worker: GOPs finish one after another, four still to come when the first lands, so Ctrl-C comes
-    # mid-encode however the machine schedules them (with two, one run of 40 ended before it took effect)
+    # mid-encode however the machine schedules them (with two workers, one run ended before it took effect)
     rc, err = _interrupt(["encode", str(sky_mp4), "-o", str(out), "--gop", "10", "--engine", "ray", "--workers", "1",
                           *FAULT],
                          work_folder(out), "gop-*.bin")

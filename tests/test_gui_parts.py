@@ -477,3 +477,25 @@ def test_the_job_process_dies_with_the_window(tmp_path):
         parent.kill()
         with contextlib.suppress(OSError, ValueError):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_clip_opened_by_drop_or_dialog_starts_on_all_its_frames(window, clip, qtbot, monkeypatch):
+    """A frame range belongs to the clip it was chosen for (the CLI's rule too): dropping or picking
+    another clip does not carry 2:5 over to it."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QFileDialog
+
+    assert window.open(str(clip("a.mkv")), frames="2:5")
+    qtbot.waitUntil(lambda: len(window.viewer.originals) == 3, timeout=30_000)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(clip("b.mkv", 6)))])
+    window.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                                Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: len(window.viewer.originals) == 6, timeout=30_000)
+    assert window.controls.frames.text() == "" and window.state.frames is None
+    window.controls.frames.setText("1:3")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(clip("c.mkv", 7)), ""))
+    window.open_dialog()
+    qtbot.waitUntil(lambda: len(window.viewer.originals) == 7, timeout=30_000)
+    assert window.controls.frames.text() == ""

@@ -21,12 +21,12 @@ class OpeningMixin:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video or .plab stream", "",
                                               "Videos and streams (*.mp4 *.mkv *.mov *.avi *.webm *.plab);;All files (*)")
         if path:
-            self.open(path)
+            self.open(path, frames="")  # a frame range belongs to its clip: another starts on all its frames
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a folder of numbered images")
         if path:
-            self.open(path)
+            self.open(path, frames="")
 
     def dragEnterEvent(self, ev) -> None:  # noqa: N802 - Qt API
         if ev.mimeData().hasUrls():
@@ -35,7 +35,7 @@ class OpeningMixin:
     def dropEvent(self, ev) -> None:  # noqa: N802 - Qt API
         urls = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open(urls[0])
+            self.open(urls[0], frames="")
 
     def open(self, path: str, frames: str | None = None) -> bool:
         """Open a video, image folder or .plab; errors go to the banner, never up the stack."""

@@ -191,8 +191,15 @@ def test_ray_encode_survives_a_killed_worker(sky_mp4: Path, tmp_path: Path) -> N
 def _interrupt(cmd: list[str], ready: Path, pattern: str) -> tuple[int, str]:
     """Run `promptlab CMD` in its own process group and send the group SIGINT (what Ctrl-C in a terminal does)
     as soon as `ready` holds a file matching `pattern`; its exit code and stderr."""
-    p = subprocess.Popen([sys.executable, "-m", "promptlab", *cmd], stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+    # a shell without job control starts background commands with SIGINT ignored, and an ignored signal stays
+    # ignored across exec: the command would never see the Ctrl-C (so the test ran on to the end when the test
+    # run itself was started with `&`). A handled signal is reset to the default at exec.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "promptlab", *cmd], stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     try:
         t0 = time.monotonic()
         while not (ready.is_dir() and any(ready.glob(pattern))):

@@ -90,9 +90,34 @@ def test_ray_gop_encode_is_byte_identical_and_resumes(sky_mp4: Path, tmp_path: P
     assert cut.read_bytes() == serial.read_bytes() and not work_folder(cut).exists()
 
 
+def kill_when_both_encode(folder: Path, pattern: str, kill) -> threading.Thread:
+    """A thread that calls `kill()` as soon as two files matching `pattern` (the partial streams an encode
+    holds open until it ends) exist in `folder` at once: with two workers on one-CPU nodes both are then
+    mid-encode, so the doomed node dies in the middle of its work whatever the machine's speed (a timer raced
+    with fast machines, where the work could end before it fired)."""
+
+    def run() -> None:
+        t0 = time.monotonic()
+        while len(list(folder.glob(pattern))) < 2:
+            if time.monotonic() - t0 > 300:
+                return
+            time.sleep(0.02)
+        kill()
+        thread.killed = True
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.killed = False
+    thread.start()
+    return thread
+
+
 def rows(points: list[dict], folder: Path) -> list[dict]:
     """sweep.json's rows with the run's own folder taken out of the stream paths (all else compared as is)."""
     return [{**p, "path": p["path"] and str(Path(p["path"]).relative_to(folder))} for p in points]
+
+
+STORM = [*SWEEP[:SWEEP.index("--iters")], "--iters", "20", "--first-iters", "30",
+         *SWEEP[SWEEP.index("--perceptual"):]]  # encodes of seconds, to be killed in
 
 
 @pytest.mark.slow
@@ -106,7 +131,7 @@ def test_ray_sweep_survives_a_killed_worker_and_skips_finished_points(sky_mp4: P
     from promptlab.runs.sweep import expand_sources
 
     calm = tmp_path / "calm"
-    assert main(["sweep", str(sky_mp4), "-o", str(calm), "--engine", "ray", "--workers", "2", *SWEEP]) == 0
+    assert main(["sweep", str(sky_mp4), "-o", str(calm), "--engine", "ray", "--workers", "2", *STORM]) == 0
     want = json.loads((calm / "sweep.json").read_text())
     assert [p["method"] for p in want["points"]] == ["promptlab", "h265", "promptlab", "h265"]
     assert all(Path(calm / f"promptlab-r{r}-k10.plab").is_file() for r in (2, 4))
@@ -116,17 +141,19 @@ def test_ray_sweep_survives_a_killed_worker_and_skips_finished_points(sky_mp4: P
     try:
         doomed = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        s = Settings(size=64, iters=2, first_iters=3, perceptual="none", threads=1, fps=30.0)
+        s = Settings(size=64, iters=20, first_iters=30, perceptual="none", threads=1, fps=30.0)
         src = [dataclasses.replace(x, fps=30.0) for x in expand_sources([str(sky_mp4)])]
         storm = tmp_path / "storm"
         storm.mkdir()
         job = sweep_tasks(src, s, [2, 4], [10], storm, RayOptions(address=cluster.address, workers=2),
                           frames=(0, 11), baseline="h265")
-        seen = []
+        seen, killer = [], None
         for r in job:
             seen.append(r)
-            if isinstance(r, TasksPlanned):
-                threading.Timer(6.0, cluster.remove_node, args=(doomed,)).start()
+            if isinstance(r, TasksPlanned):  # both points' encodes running: one is the doomed node's
+                killer = kill_when_both_encode(storm, "*.plab.partial", lambda: cluster.remove_node(doomed))
+        killer.join()
+        assert killer.killed
         done = [r for r in seen if isinstance(r, TaskDone)]
         assert len(done) == 4 and sorted(r.name for r in done) == sorted({r.name for r in done})  # none twice
         assert doomed.node_id[:8] not in {r.node for r in done}  # its task was lost with it and run elsewhere
@@ -140,7 +167,7 @@ def test_ray_sweep_survives_a_killed_worker_and_skips_finished_points(sky_mp4: P
     assert (summary.bd_rate_psnr, summary.bd_rate_lpips) == (want["bd_rate_psnr_percent"], want["bd_rate_lpips_percent"])
 
     capsys.readouterr()
-    assert main(["sweep", str(sky_mp4), "-o", str(calm), "--engine", "ray", "--workers", "2", *SWEEP]) == 0
+    assert main(["sweep", str(sky_mp4), "-o", str(calm), "--engine", "ray", "--workers", "2", *STORM]) == 0
     err = capsys.readouterr().err
     assert "0 tasks" in err and "2 points finished before" in err
     assert json.loads((calm / "sweep.json").read_text())["points"] == [
@@ -164,20 +191,23 @@ def test_ray_encode_survives_a_killed_worker(sky_mp4: Path, tmp_path: Path) -> N
     assert main(["encode", str(sky_mp4), "-o", str(serial), "--gop", "10", *FAULT]) == 0
     s = Settings(size=64, rank=2, interval=10, gop=10, iters=20, first_iters=30, perceptual="none", threads=1)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    out, kill, spare = tmp_path / "ray.plab", None, None
+    out, spare, killer = tmp_path / "ray.plab", None, None
     try:
         doomed = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         seen = []
         for r in encode_gops(sky_mp4, s, out, RayOptions(address=cluster.address, workers=2), frames=f"0:{N}"):
             seen.append(r)
-            if kill is None and isinstance(r, TaskDone) and r.node == doomed.node_id[:8] and r.done < r.total - 1:
-                # the doomed node's actor finished a GOP and gets the next one: it dies two seconds into it,
-                # and its actor restarts on a spare node
+            if killer is None and isinstance(r, TaskDone) and r.node == doomed.node_id[:8] and r.done <= r.total - 3:
+                # the doomed node's actor finished a GOP and gets the next one (two more wait): a spare node
+                # joins, and the doomed node dies once both actors are mid-GOP (their GOPs sit in OUT.gops/ as
+                # partial streams until they end); its actor restarts on the spare node
                 spare = cluster.add_node(num_cpus=1)
-                kill = threading.Timer(2.0, cluster.remove_node, args=(doomed,))
-                kill.start()
-        kill.join()
+                killer = kill_when_both_encode(work_folder(out), "gop-*.plab.partial",
+                                               lambda: cluster.remove_node(doomed))
+        assert killer is not None, "the doomed node's actor finished no GOP with two still to come"
+        killer.join()
+        assert killer.killed
     finally:
         if ray.is_initialized():
             ray.shutdown()

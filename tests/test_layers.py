@@ -19,7 +19,7 @@ def lint(config: Path) -> subprocess.CompletedProcess:
 def test_the_layers_contract_is_kept() -> None:
     r = lint(REPO / ".importlinter")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "1 kept, 0 broken" in r.stdout
+    assert "2 kept, 0 broken" in r.stdout
 
 
 def test_the_contract_catches_a_cycle(tmp_path: Path) -> None:
@@ -32,3 +32,14 @@ def test_the_contract_catches_a_cycle(tmp_path: Path) -> None:
     cfg.write_text(swapped)
     r = lint(cfg)
     assert r.returncode != 0 and "BROKEN" in r.stdout.upper()
+
+
+def test_the_qt_contract_catches_qt_in_the_core(tmp_path: Path) -> None:
+    # the same contract with gui/ among its sources: gui imports PySide6, so it must break
+    text = (REPO / ".importlinter").read_text()
+    widened = text.replace("source_modules =\n", "source_modules =\n    promptlab.gui\n")
+    assert widened != text
+    cfg = tmp_path / "widened.ini"
+    cfg.write_text(widened)
+    r = lint(cfg)
+    assert r.returncode != 0 and "Qt (PySide6, pyqtgraph) only in promptlab.gui BROKEN" in r.stdout

@@ -324,7 +324,7 @@ def test_plots_share_one_frame_axis_and_frame0_does_not_squash_the_rest(qtbot):
     bw = rects[1]
     y = p.bw.vb.mapViewToScene(QPointF(5, 150.0)).y()
     assert (bw.bottom() - y) / bw.height() > 0.5  # ordinary frames use the plot's height
-    assert "frame 0: 4162 B off the top" in p.bw.titleLabel.text  # in the title, over no point
+    assert "frame 0: 4162 B off the top" in p.frame0_note.text()  # beside the plots, over no point
     top = p.bw.viewRange()[1][1]
     assert all(0 < p.running.values[i] < top for i in range(1, n))  # the running mean is drawn in range
     assert sum(p.bytes.values.values()) == 4162.0 + 150.0 * (n - 1)  # every byte still counted

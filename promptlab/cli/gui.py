@@ -26,7 +26,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true", help="run encode, decode and metrics at start")
     p.add_argument("--screenshot", metavar="OUT.png", help="save a picture of the window (after --run)")
     p.add_argument("--exit", action="store_true", help="quit when done (exit 0 only if the run finished)")
+    p.add_argument("--window", type=window_size, metavar="WxH",
+                   help="the window's size in pixels, e.g. 1366x768 (default 1400x900, or the screen if smaller)")
     return p
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """WxH, both at least 200 px: the window size --window asks for."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels such as 1366x768, got {text!r}") from None
+    if w < 200 or h < 200:
+        raise argparse.ArgumentTypeError(f"a window of {w}x{h} px is too small (at least 200x200)")
+    return w, h
 
 
 def options(argv: list[str]) -> GuiOptions:
@@ -36,7 +49,7 @@ def options(argv: list[str]) -> GuiOptions:
     a = parser().parse_args(argv)
     return GuiOptions(source=a.source, frames=a.frames, preset=a.preset, changes=explicit_settings(a), kbps=a.kbps,
                       baseline=a.baseline, run=a.run, screenshot=a.screenshot, exit=a.exit, view=a.view,
-                      zoom=a.zoom, seek=a.seek)
+                      zoom=a.zoom, seek=a.seek, window=a.window)
 
 
 def main(argv: list[str]) -> int:

@@ -39,6 +39,7 @@ class GuiOptions:
     view: str | None = None                                 # one of gui.views.MODES
     zoom: int | None = None                                 # one of gui.views.ZOOMS; 0 fits
     seek: int | None = None
+    window: tuple[int, int] | None = None                   # the window's size (WxH px)
 
 
 def default_source() -> str | None:
@@ -127,6 +128,7 @@ def run_gui(o: GuiOptions) -> int:
     start_session(session, o, source)
     app = QApplication.instance() or QApplication(["promptlab"])
     win = MainWindow(session)
+    fit_to_screen(win, o.window)
     if o.source is None and source is None:
         win.show_error("no sample clip found: open a video, an image folder or a .plab")
     win.show()
@@ -198,6 +200,17 @@ def run_gui(o: GuiOptions) -> int:
     return 0
 
 
+def fit_to_screen(win, size: tuple[int, int] | None) -> None:
+    """The asked size, else the default one shrunk to the screen's available area (a laptop's)."""
+    if size is not None:
+        win.resize(*size)
+        return
+    screen = win.screen()
+    if screen is not None:
+        avail = screen.availableGeometry()
+        win.resize(min(win.width(), avail.width()), min(win.height(), avail.height()))
+
+
 def _say(text: str) -> None:
     """The lab's progress on the terminal too, so a command line that started it is never silent."""
     print(f"promptlab gui: {text}", file=sys.stderr, flush=True)
@@ -207,12 +220,12 @@ def _echo_progress(win) -> None:
     """Echo the job's progress to stderr: each new phase, and at most one line per 5 s within one."""
     last = {"phase": None, "t": 0.0}
 
-    def echo(frac: float, text: str, eta: float) -> None:
+    def echo(frac: float, text: str, eta: str) -> None:
         phase = text.split(" iteration")[0] if text.startswith("keyframe") else text.split(" ")[0]
         now = time.monotonic()
         if phase != last["phase"] or now - last["t"] >= 5.0:
             last.update(phase=phase, t=now)
-            _say(f"{100 * frac:3.0f}% {text}" + (f" (ETA {eta:.0f} s)" if eta >= 0 else ""))
+            _say(f"{100 * frac:3.0f}% {text}" + (f" ({eta})" if eta else ""))
 
     win.runner.progress.connect(echo)
 

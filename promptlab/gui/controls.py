@@ -44,6 +44,9 @@ CACHE_NOTE = ("switches live while frames are generated: lossless reuses what a 
               "prompt moves less than the threshold")
 
 
+MODEL_BOX_CHARS = 22
+
+
 def _spin(lo: int, hi: int, step: int = 1, tip: str = "") -> QSpinBox:
     s = QSpinBox()
     s.setRange(lo, hi)
@@ -68,8 +71,13 @@ class Controls(QWidget):
         self.n_frames = 1
         self.problem = ""               # why these settings cannot run ("" when they can)
         self._running = False
+        self.manual_rank = settings.rank  # the user's own rank: back when the solver is switched off
         self.model = QComboBox()
+        # the closed box shows the model's name and as much of its note as fits; the list shows all
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(MODEL_BOX_CHARS)
         self._fill_models()
+        self.model.view().setMinimumWidth(self.model.view().sizeHintForColumn(0) + 24)
         self.frames = QLineEdit()
         self.frames.setPlaceholderText("all frames (or A:B)")
         self.size = _spin(64, 1024, 64, "frame side in pixels (square, centre-cropped)")
@@ -92,6 +100,8 @@ class Controls(QWidget):
         self.estimate = QLabel("")
         self.estimate.setWordWrap(True)
         self.presets = QComboBox()
+        self.presets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.presets.setMinimumContentsLength(8)
         self.presets.addItems(list_presets())
         self.load_btn = QPushButton("Load")
         self.save_btn = QPushButton("Save as…")
@@ -111,6 +121,7 @@ class Controls(QWidget):
         self.cache_threshold.valueChanged.connect(self._edited)
         self.cache_threshold.valueChanged.connect(self._cache_edited)
         self.cache.valueChanged.connect(self._cache_edited)
+        self.use_target.toggled.connect(self._solver_toggled)
         self.use_target.toggled.connect(self._edited)
         self.model.currentIndexChanged.connect(self._edited)
         self.cache.valueChanged.connect(self._edited)
@@ -181,6 +192,7 @@ class Controls(QWidget):
             w.blockSignals(True)
         self.size.setValue(s.size)
         self.rank.setValue(s.rank)
+        self.manual_rank = s.rank
         self.interval.setValue(s.interval)
         self.bits.setValue(s.bits)
         self.iters.setValue(s.iters)
@@ -202,6 +214,14 @@ class Controls(QWidget):
             rank=self.rank.value(), interval=self.interval.value(), bits=self.bits.value(),
             iters=self.iters.value(), first_iters=self.first_iters.value(),
             cache=self.cache.value(), cache_threshold=self.cache_threshold.value())
+
+    def _solver_toggled(self, on: bool) -> None:
+        if on:
+            self.manual_rank = self.rank.value()
+        else:
+            self.rank.blockSignals(True)
+            self.rank.setValue(self.manual_rank)
+            self.rank.blockSignals(False)
 
     def _cache_edited(self, *_: object) -> None:
         self.cache_threshold.setEnabled(self.cache.value() == "lossy")
@@ -225,9 +245,10 @@ class Controls(QWidget):
                 self.rank.blockSignals(False)
             est = rate.estimate(self.settings(), self.n_frames)
             self.estimate.setText(
-                f"<b>{est.kbps:.1f} kbps</b> for {self.n_frames} frames, every byte counted "
-                f"({est.kbps_without_init:.1f} kbps without the {est.init_bytes} B init latent); "
-                f"header {est.header_bytes} B, {len(est.keyframe_bytes)} keyframes × ≤{est.keyframe_bytes[0]} B")
+                f"at most <b>{est.kbps:.1f} kbps</b> for {self.n_frames} frames, every byte counted "
+                f"({est.kbps_without_init:.1f} kbps without the {est.init_bytes} B init latent): a bound, "
+                f"each of the {len(est.keyframe_bytes)} keyframes counted at the coder's worst case "
+                f"({est.keyframe_bytes[0]} B); entropy coding makes the stream smaller")
         except PromptlabError as exc:
             self.problem = str(exc)
             self.estimate.setText(f"<span style='color:#ff6666'>{exc}</span>")

@@ -103,6 +103,7 @@ class OpeningMixin:
         self.state.clear_results()
         self.viewer.clear_results()
         self.plots.clear()
+        self._update_marks()
 
     def _reload_if_needed(self) -> None:
         """A new frame range, size or crop changes the originals: read them again."""

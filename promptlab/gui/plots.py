@@ -22,10 +22,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
+from promptlab.gui.marks import MarkLabel
 from promptlab.settings import SEVERE_LPIPS
 
 THROTTLE_MS = 200
@@ -34,12 +36,42 @@ LEFT_AXIS_PX, RIGHT_AXIS_PX = 64, 52  # the same on every plot, so their frame a
 BLUE, ORANGE, GREY, RED = "#4aa3ff", "#ff9f40", "#aaaaaa", "#ff5555"
 
 
+TITLE_SIZE = "9pt"
+
+
+def _title(plot: pg.PlotItem, text: str) -> None:
+    """A plot's title, small and never wider than the plot: a long title would widen the plots'
+    scene past the panel and cut off their right side (the kbps axis)."""
+    plot.setTitle(text, size=TITLE_SIZE)
+    plot.titleLabel.setMinimumWidth(0)
+    plot.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+
+class FrameAxis(pg.AxisItem):
+    """A frame-number axis: ticks only at whole frames (a 1-frame plot reads "0", never 0.2, 0.4…)."""
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802 - pyqtgraph API
+        levels = super().tickValues(minVal, maxVal, size)
+        out = []
+        for spacing, values in levels:
+            if spacing < 1:
+                continue
+            out.append((spacing, [v for v in values if float(v).is_integer()]))
+        if not out:  # zoomed in past one frame: every whole frame in view
+            lo, hi = math.ceil(minVal), math.floor(maxVal)
+            out = [(1.0, [float(v) for v in range(lo, hi + 1)])]
+        return out
+
+
 class Series:
     """One per-frame series: values by frame index, drawn by one PlotDataItem."""
 
-    def __init__(self, plot: pg.PlotItem, name: str, color: str, symbol: str = "o") -> None:
+    MARKS = {"o": "●", "t": "▼", None: "━"}
+
+    def __init__(self, plot: pg.PlotItem, name: str, color: str, symbol: str | None = "o") -> None:
         self.values: dict[int, float] = {}
-        self.item = plot.plot([], [], name=name, pen=pg.mkPen(color, width=1.5), symbol=symbol,
+        self.name, self.color, self.mark = name, color, self.MARKS.get(symbol, "●")
+        self.item = plot.plot([], [], pen=pg.mkPen(color, width=1.5), symbol=symbol,
                               symbolSize=6, symbolBrush=color, symbolPen=None)
 
     def set(self, index: int, value: float | None) -> None:
@@ -70,19 +102,19 @@ class PlotPanel(QWidget):
         self.quality_is_lpips = True
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground("#1c1c1c")
-        self.q = self.glw.addPlot(row=0, col=0)
-        self.bw = self.glw.addPlot(row=1, col=0)
-        self.t = self.glw.addPlot(row=2, col=0)
-        for p in (self.q, self.bw, self.t):
+        plots = [self.glw.addPlot(row=row, col=0, axisItems={"bottom": FrameAxis("bottom")}) for row in range(3)]
+        self.q, self.bw, self.t = plots
+        for p in plots:
             p.showGrid(x=False, y=True, alpha=0.25)  # the x grid doubles the paint cost
-            p.addLegend(offset=(-10, 5), labelTextSize="8pt")
-            p.setLabel("bottom", "frame")
             p.setMouseEnabled(x=True, y=False)
             p.showAxis("right")
             for ax in ("left", "bottom", "right"):
                 p.getAxis(ax).enableAutoSIPrefix(False)
             p.getAxis("left").setWidth(LEFT_AXIS_PX)
             p.getAxis("right").setWidth(RIGHT_AXIS_PX)
+            p.getAxis("left").setStyle(maxTextLevel=0)   # major labels only, sparse: no overlap on a short plot
+            p.getAxis("left").setTickDensity(0.6)
+        self.t.setLabel("bottom", "frame")
         for p in (self.q, self.t):
             p.getAxis("right").setStyle(showValues=False)
         self.bw.enableAutoRange(y=False)
@@ -90,14 +122,15 @@ class PlotPanel(QWidget):
         self.t.setXLink(self.q)
         self.quality = Series(self.q, "promptlab", BLUE)
         self.quality_base = Series(self.q, "H.265 same kbps", ORANGE, "t")
+        self.quality_mean = Series(self.q, "running mean", GREY, None)
         self.severe = pg.InfiniteLine(pos=SEVERE_LPIPS, angle=0, pen=pg.mkPen(RED, style=Qt.PenStyle.DashLine),
                                       label=f"severe > {SEVERE_LPIPS}", labelOpts={"color": RED, "position": 0.12})
         self.q.addItem(self.severe)
-        self.bytes = Series(self.bw, "promptlab bytes/frame", BLUE)
-        self.bytes_base = Series(self.bw, "H.265 bytes/frame", ORANGE, "t")
-        self.running = Series(self.bw, "running mean without the init latent (right axis: kbps)", GREY, None)
-        self.gen = Series(self.t, "generation ms/frame", BLUE)
-        self.all = [self.quality, self.quality_base, self.bytes, self.bytes_base, self.running, self.gen]
+        self.bytes = Series(self.bw, "promptlab B/frame", BLUE)
+        self.bytes_base = Series(self.bw, "H.265 B/frame", ORANGE, "t")
+        self.running = Series(self.bw, "mean, no init (right: kbps)", GREY, None)
+        self.gen = Series(self.t, "generation ms", BLUE)
+        self.all = [self.quality, self.quality_base, self.quality_mean, self.bytes, self.bytes_base, self.running, self.gen]
         self.cursors = []
         for p in (self.q, self.bw, self.t):
             c = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen("#ffcc00", width=1))
@@ -106,14 +139,23 @@ class PlotPanel(QWidget):
             p.scene().sigMouseClicked.connect(self._scene_clicked)
         for s in self.all:
             s.item.sigPointsClicked.connect(self._points_clicked)
+        # the legend is a label beside the plots, never drawn over the points
+        self.key = QLabel("")
+        self.key.setWordWrap(True)
         self.kbps_label = QLabel("")
+        self.frame0_note = QLabel("")
+        self.frame0_note.setWordWrap(True)
         self.worst = QListWidget()
         self.worst.setMaximumWidth(230)
         self.worst.itemClicked.connect(lambda it: self.frameClicked.emit(int(it.data(Qt.ItemDataRole.UserRole))))
+        self.mark_label = MarkLabel()
         side = QVBoxLayout()
         self.worst_title = QLabel("Worst frames (LPIPS, click to view)")
+        side.addWidget(self.mark_label)
+        side.addWidget(self.key)
         side.addWidget(self.worst_title)
         side.addWidget(self.worst, 1)
+        side.addWidget(self.frame0_note)
         side.addWidget(self.kbps_label)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -131,26 +173,27 @@ class PlotPanel(QWidget):
         self.set_baseline_visible(False)
 
     # ------------------------------------------------------------------ labels
+
     def set_quality_metric(self, lpips: bool, note: str = "", measured: bool = True) -> None:
         """LPIPS when its weights exist, else PSNR, and the plot says which and why (`note`, the
         job's own reason); nothing when there is no original to measure against."""
         self.quality_is_lpips = lpips
         self.glw.setToolTip(note)
         if lpips:
-            self.q.setTitle("LPIPS per frame — lower is better")
+            _title(self.q, "LPIPS per frame — lower is better")
             self.q.setLabel("left", "LPIPS")
             self.worst_title.setText("Worst frames (highest LPIPS)")
         elif not measured:
-            self.q.setTitle(f"Quality per frame — {note or 'not measured: no original to compare with'}")
+            _title(self.q, f"Quality per frame — {note or 'not measured: no original to compare with'}")
             self.q.setLabel("left", "quality")
             self.worst_title.setText("Worst frames (quality not measured)")
         else:
-            self.q.setTitle("PSNR per frame (dB) — higher is better — "
+            _title(self.q, "PSNR per frame (dB) — higher is better — "
                             f"{note or 'LPIPS unavailable: run promptlab fetch-weights lpips'}")
             self.q.setLabel("left", "PSNR", units="dB")
             self.worst_title.setText("Worst frames (lowest PSNR)")
         self.severe.setVisible(lpips)
-        self.bw.setTitle(BW_TITLE)
+        _title(self.bw, BW_TITLE)
         self.bw.setLabel("left", "bytes/frame")
         self.bw.getAxis("right").setScale(8 * self.fps / 1000)
         self.bw.setLabel("right", "kbps")
@@ -162,7 +205,7 @@ class PlotPanel(QWidget):
             s.clear()
         self.worst.clear()
         self.kbps_label.setText("")
-        self.bw.setTitle(BW_TITLE)
+        self.frame0_note.setText("")
         self.init_bytes = self.header_bytes = 0
         self._dirty = False
 
@@ -170,7 +213,7 @@ class PlotPanel(QWidget):
         """Name the cache policy the generation times were measured with (they depend on it)."""
         self.cache_label = label
         cache = f" with cache {label}" if label else ""
-        self.t.setTitle(f"Generation time per frame{cache} — lower is better")
+        _title(self.t, f"Generation time per frame{cache} — lower is better")
 
     def set_fps(self, fps: float) -> None:
         self.fps = fps
@@ -184,6 +227,10 @@ class PlotPanel(QWidget):
         i = int(row["index"])
         q = row.get("lpips") if self.quality_is_lpips else row.get("psnr")
         self.quality.set(i, q)
+        if q is not None:
+            qx, qy = self.quality.arrays()
+            qmean = np.cumsum(qy) / np.arange(1, len(qy) + 1)
+            self.quality_mean.values = {int(x): float(v) for x, v in zip(qx, qmean, strict=True)}
         self.bytes.set(i, row.get("bytes"))
         self.gen.set(i, row.get("gen_ms"))
         xs, ys = self.bytes.arrays()
@@ -213,13 +260,20 @@ class PlotPanel(QWidget):
 
     def set_baseline_visible(self, on: bool) -> None:
         """H.265 curves (and their legend entries) only when the baseline is asked for."""
-        for s, plot in ((self.quality_base, self.q), (self.bytes_base, self.bw)):
-            legend = plot.legend
-            if on and not s.item.isVisible():
-                legend.addItem(s.item, s.item.name())
-            elif not on and s.item.isVisible():
-                legend.removeItem(s.item)
+        for s in (self.quality_base, self.bytes_base):
             s.item.setVisible(on)
+        self._legend()
+
+    def _legend(self) -> None:
+        groups = ((self.q, "quality", (self.quality, self.quality_base, self.quality_mean)),
+                  (self.bw, "bandwidth", (self.bytes, self.bytes_base, self.running)),
+                  (self.t, "time", (self.gen,)))
+        lines = []
+        for _plot, title, series in groups:
+            keys = [f"<span style='color:{s.color}'>{s.mark}</span>&nbsp;{s.name}"
+                    for s in series if s.item.isVisible()]
+            lines.append(f"<b>{title}</b>: " + " &nbsp;".join(keys))
+        self.key.setText("<br>".join(lines))
 
     def set_cursor(self, index: int) -> None:
         for c in self.cursors:
@@ -249,8 +303,8 @@ class PlotPanel(QWidget):
             text = f"frame 0: {first:.0f} B off the top" + (f" ({text})" if text else "")
         elif text:
             text = f"frame 0 holds {text}"
-        # in the title, never over the points (a label inside the plot covered the first frames)
-        self.bw.setTitle(f"{BW_TITLE} — {text}" if text else BW_TITLE)
+        # beside the plots, never over the points (a label inside the plot covered the first frames)
+        self.frame0_note.setText(f"bandwidth plot: {text}" if text else "")
 
     def _update_worst(self, n: int = 10) -> None:
         vals = self.quality.values

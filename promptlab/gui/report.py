@@ -13,14 +13,18 @@ import numpy as np
 from promptlab.errors import PromptlabError
 from promptlab.runs.records import FrameResult, Summary
 
+FITTED, REUSED, PREVIEWED, LOADED = ("fitted now", "reused from the results cache (nothing recomputed)",
+                                     "PREVIEW of a transcode of the fitted stream (no fit)", "stored run")
 
-def summary_text(s: Summary | None, baseline: Summary | None = None) -> str:
-    """One line: rate with every byte counted, quality (LPIPS, or PSNR saying why), speed, model."""
+
+def summary_text(s: Summary | None, baseline: Summary | None = None, source: str = FITTED) -> str:
+    """One line stating the result shown: where it comes from (`source`), rate with every byte
+    counted, quality (LPIPS and severe frames, or PSNR saying why), speed, model."""
     if s is None:
-        return "done"
+        return f"{source}: no summary"
     ex = s.extra
     if s.lpips is not None:
-        q = f"mean LPIPS {s.lpips:.4f} (lower is better), {s.severe_frames} severe"
+        q = f"mean LPIPS {s.lpips:.4f} (lower is better), {s.severe_frames} of {s.n_frames} frames severe"
     elif ex.get("measured", True):
         q = f"mean PSNR {_num(s.psnr):.2f} dB (LPIPS unavailable)"
     else:
@@ -28,7 +32,7 @@ def summary_text(s: Summary | None, baseline: Summary | None = None) -> str:
     if baseline is not None:
         bq = f"LPIPS {baseline.lpips:.4f}" if baseline.lpips is not None else f"PSNR {_num(baseline.psnr):.2f} dB"
         q += f"; {baseline.method.upper()} at {baseline.kbps:.1f} kbps: mean {bq}"
-    return (f"done: {s.kbps:.1f} kbps every byte counted "
+    return (f"{source}: {s.kbps:.1f} kbps every byte counted "
             f"({_num(ex.get('kbps_without_init')):.1f} without the init latent), {s.total_bytes} B; "
             f"{q}; mean generation {_num(s.gen_ms):.1f} ms/frame; model {ex.get('model', '?')}")
 

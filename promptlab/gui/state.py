@@ -14,6 +14,10 @@ from promptlab.runs.records import FrameResult, Record, Scoring, Summary
 from promptlab.settings import Settings
 
 FrameRange = tuple[int, int | None]
+MARK_PREVIEW, MARK_STALE = "PREVIEW", "STALE"
+# how each mark is drawn, on the banner, the viewer and the plots alike: background, then what it says
+MARKS = {MARK_PREVIEW: ("#1d4f7a", "PREVIEW — a transcode of the fitted stream, not a fit of these settings"),
+         MARK_STALE: ("#664400", "STALE — fitted for other settings: Run (Ctrl+R) to update")}
 
 
 @dataclass
@@ -57,6 +61,13 @@ class LabState:
     def is_stale(self) -> bool:
         """A finished result is shown but the settings (or source) now name another one."""
         return self.shown_key is not None and self.current_key() != self.shown_key
+
+    def mark(self) -> str:
+        """What views and plots must say about the result they show: "PREVIEW" (a transcode of a
+        fitted stream, decoded without a fit), "STALE" (fitted, but for other settings) or ""."""
+        if self.previewing:
+            return MARK_PREVIEW
+        return MARK_STALE if self.is_stale() else ""
 
     def clear_results(self) -> None:
         self.scoring, self.model_label, self.init_bytes, self.header_bytes = None, "", None, 0

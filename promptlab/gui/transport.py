@@ -1,9 +1,19 @@
-"""Frame slider, play/pause and ±1 frame stepping: the one place that owns the current frame."""
+"""Frame slider, play/pause (loop, speed 0.25×–2×) and ±1 frame stepping: the one place that owns the current frame."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
+
+SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0)  # playback rate as a multiple of the clip's fps
 
 
 class Transport(QWidget):
@@ -23,11 +33,19 @@ class Transport(QWidget):
         self.next_btn.setToolTip("next frame (Right)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 0)
+        self.slider.setMinimumWidth(120)  # a narrow window squeezes the buttons' gaps, not the slider
+        self.loop = QCheckBox("Loop")
+        self.loop.setToolTip("play from the first frame again at the end")
+        self.speed_box = QComboBox()
+        self.speed_box.addItems([f"{v:g}×" for v in SPEEDS])
+        self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed_box.setToolTip("playback speed, a multiple of the clip's frame rate")
+        self.speed_box.currentIndexChanged.connect(lambda _: self._restart_timer())
         self.label = QLabel("frame 0 / 0")
         self.label.setMinimumWidth(150)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        for w in (self.prev_btn, self.play_btn, self.next_btn):
+        for w in (self.prev_btn, self.play_btn, self.next_btn, self.loop, self.speed_box):
             lay.addWidget(w)
         lay.addWidget(self.slider, 1)
         lay.addWidget(self.label)
@@ -62,14 +80,30 @@ class Transport(QWidget):
         else:
             if self.index() >= self.slider.maximum():
                 self.seek(0)
-            self.timer.start(max(10, int(1000 / max(1.0, self.fps))))
+            self.timer.start(self.interval_ms())
             self.play_btn.setText("Pause")
 
+    def speed(self) -> float:
+        return SPEEDS[self.speed_box.currentIndex()]
+
+    def set_speed(self, speed: float) -> None:
+        self.speed_box.setCurrentIndex(SPEEDS.index(speed))
+
+    def interval_ms(self) -> int:
+        """Milliseconds between frames at the chosen speed."""
+        return max(5, round(1000 / (max(1.0, self.fps) * self.speed())))
+
+    def _restart_timer(self) -> None:
+        if self.playing():
+            self.timer.start(self.interval_ms())
+
     def _tick(self) -> None:
-        if self.index() >= self.slider.maximum():
-            self.toggle_play()
-        else:
+        if self.index() < self.slider.maximum():
             self.step(1)
+        elif self.loop.isChecked():
+            self.seek(0)
+        else:
+            self.toggle_play()
 
     def _changed(self, i: int) -> None:
         self._label()

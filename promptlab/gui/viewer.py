@@ -23,6 +23,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QStackedWidget, QVBoxLayout, QWidget
 
+from promptlab.gui.marks import MarkLabel
 from promptlab.gui.rdview import RdView
 from promptlab.gui.views import MODE_LABELS, MODES, ZOOMS
 
@@ -32,6 +33,7 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 FLICKER_PAIRS = {"orig-recon": ("original", "reconstruction"), "recon-h265": ("reconstruction", "H.265")}
 MAG_RADIUS, MAG_CELL = 5, 11  # the magnifier shows 11×11 image pixels at 11 screen pixels each
+SIDE_PX = (2 * MAG_RADIUS + 1) * MAG_CELL + 100  # the readout column beside the panes
 FLICKER_RATES = (0.0, 1.0, 2.0, 4.0, 8.0)  # side changes per second offered; 0: only on F
 DIFF_GAINS = (1, 2, 4, 8, 16)              # the k of |Δ|×k offered
 
@@ -111,8 +113,6 @@ class Viewer(QWidget):
         self.legend = QLabel()
         self.zoom_label = QLabel()
         self.zoom_label.setWordWrap(True)  # long text wraps: it must never widen the viewer (and its panes)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(4, 2, 4, 2)
         self.rate_box = QComboBox()
         self.rate_box.addItems([f"{hz:g} Hz" if hz else "manual (F)" for hz in FLICKER_RATES])
         self.rate_box.setToolTip("A/B flicker: side changes per second")
@@ -129,18 +129,21 @@ class Viewer(QWidget):
         choices.addWidget(self.rate_box)
         choices.addWidget(self.gain_box)
         choices.addStretch(1)
-        left = QVBoxLayout()
-        left.addLayout(choices)
-        left.addWidget(self.zoom_label)
-        left.addWidget(self.readout)
-        left.addWidget(self.legend)
-        left.addStretch(1)
-        bar.addLayout(left, 1)
-        bar.addWidget(self.magnifier)
+        # the readouts and the magnifier sit in a column beside the panes: a laptop's height goes to images
+        self.mark_label = MarkLabel()
+        side = QVBoxLayout()
+        side.setContentsMargins(4, 2, 4, 2)
+        side.addWidget(self.mark_label)
+        side.addLayout(choices)
+        side.addWidget(self.zoom_label)
+        side.addWidget(self.readout)
+        side.addWidget(self.legend)
+        side.addStretch(1)
+        side.addWidget(self.magnifier)
         self.bottom = QWidget()
-        self.bottom.setLayout(bar)
-        self.bottom.setFixedHeight((2 * MAG_RADIUS + 1) * MAG_CELL + 24)  # never re-sizes the panes
-        lay = QVBoxLayout(self)
+        self.bottom.setLayout(side)
+        self.bottom.setFixedWidth(SIDE_PX)  # never re-sizes the panes
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.stack, 1)
         lay.addWidget(self.bottom)
@@ -171,6 +174,7 @@ class Viewer(QWidget):
         self._layout_panes()
 
     # ------------------------------------------------------------------ data
+
     def set_originals(self, frames: list[np.ndarray]) -> None:
         self.originals = list(frames)
         self.refresh(fit=True)
@@ -288,7 +292,7 @@ class Viewer(QWidget):
     def _images(self) -> list[tuple[str, np.ndarray | None]]:
         orig, rec, base = self._frames()
         if self.mode == "side":
-            panes = [("original", orig), ("promptlab reconstruction", rec)]
+            panes = [("original", orig), ("promptlab", rec)]
         elif self.mode == "split":
             panes = [("original | reconstruction (drag the yellow line)", self._wipe(orig, rec))]
         elif self.mode == "flicker":
@@ -304,7 +308,7 @@ class Viewer(QWidget):
             if self.mode == "diff":
                 panes += self._diffs(orig, [("H.265", base, self.baseline_maps)])
             else:
-                panes.append(("H.265 at the same bitrate", base))
+                panes.append(("H.265 same kbps", base))
         return panes
 
     def _diffs(self, orig, named) -> list[tuple[str, np.ndarray | None]]:

@@ -20,11 +20,13 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QButtonGroup,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -33,11 +35,21 @@ from PySide6.QtWidgets import (
 from promptlab.engine.records import Started
 from promptlab.errors import PromptlabError
 from promptlab.gui.controls import Controls
+from promptlab.gui.elide import ElidedLabel
 from promptlab.gui.jobs import DEFAULT_PIPELINE, PREVIEW_PIPELINE, Job
 from promptlab.gui.opening import OpeningMixin
 from promptlab.gui.plots import PlotPanel
 from promptlab.gui.rdview import RdContext
-from promptlab.gui.report import EXPORT_FILES, comparison, export_all, summary_text
+from promptlab.gui.report import (
+    EXPORT_FILES,
+    FITTED,
+    LOADED,
+    PREVIEWED,
+    REUSED,
+    comparison,
+    export_all,
+    summary_text,
+)
 from promptlab.gui.session import Session, save_session
 from promptlab.gui.state import LabState
 from promptlab.gui.transport import Transport
@@ -48,6 +60,9 @@ from promptlab.runs.lab import RunSpec, cache_label, replay, reusable
 from promptlab.runs.records import FrameResult, KeyframeFitted, Record, Scoring, Summary
 from promptlab.runs.results import Result, ResultsCache
 from promptlab.settings import Settings
+
+PLOTS_MIN_PX = 300     # three plots a person can read, even on a 720-pixel screen
+CONTROLS_MAX_PX = 480  # the settings column: wide enough for every label, narrow enough for a laptop
 
 
 class MainWindow(OpeningMixin, QMainWindow):
@@ -73,7 +88,6 @@ class MainWindow(OpeningMixin, QMainWindow):
         self._held: list[Record] | None = None  # a background fit's records, shown when it finishes
         self._fitted_for: tuple | None = None     # the clip, frames, size, crop and model of state.fitted_stream
         self.controls = Controls(self.session.settings)
-        self.controls.setMaximumWidth(460)
         self.viewer = Viewer()
         self.transport = Transport()
         self.plots = PlotPanel()
@@ -82,7 +96,7 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.banner = QLabel("")
         self.banner.setWordWrap(True)
         self.banner.setVisible(False)
-        self.source_label = QLabel("no source")
+        self.source_label = ElidedLabel("no source")
         self._build()
         self._wire()
         self.controls.baseline.setChecked(self.session.baseline)
@@ -102,17 +116,21 @@ class MainWindow(OpeningMixin, QMainWindow):
         top = QHBoxLayout()
         top.addWidget(open_btn)
         top.addWidget(folder_btn)
-        top.addWidget(self.source_label, 1)
+        top.addWidget(self.source_label, 1)   # elided in the middle: a long path never widens the window
+        modes = QHBoxLayout()
+        modes.addWidget(QLabel("View:"))
         self.mode_group = QButtonGroup(self)
         for k, mode in enumerate(MODES):
             b = QPushButton(f"{MODE_LABELS[mode]} ({k + 1})")
             b.setCheckable(True)
             self.mode_group.addButton(b, k)
-            top.addWidget(b)
+            modes.addWidget(b)
+        modes.addStretch(1)
         self.mode_group.idClicked.connect(lambda k: self.set_mode(MODES[k]))
         center = QWidget()
         v = QVBoxLayout(center)
         v.addLayout(top)
+        v.addLayout(modes)
         v.addWidget(self.banner)
         split = QSplitter(Qt.Orientation.Vertical)
         viewer_box = QWidget()
@@ -122,12 +140,23 @@ class MainWindow(OpeningMixin, QMainWindow):
         vb.addWidget(self.transport)
         split.addWidget(viewer_box)
         split.addWidget(self.plots)
-        split.setSizes([480, 420])
+        self.plots.setMinimumHeight(PLOTS_MIN_PX)
+        split.setSizes([400, 500])
         v.addWidget(split, 1)
+        # the controls scroll vertically inside a fixed-width column, so a short screen keeps every knob
+        scroll = QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll.setMaximumWidth(CONTROLS_MAX_PX)
+        self.controls_scroll = scroll
         outer = QSplitter(Qt.Orientation.Horizontal)
-        outer.addWidget(self.controls)
+        outer.addWidget(scroll)
         outer.addWidget(center)
-        outer.setSizes([330, 1070])
+        outer.setStretchFactor(1, 1)
+        outer.setSizes([CONTROLS_MAX_PX, 1000])
         self.setCentralWidget(outer)
 
     def _wire(self) -> None:
@@ -190,7 +219,8 @@ class MainWindow(OpeningMixin, QMainWindow):
             res = self.cache.load(key)
             if res is not None and reusable(res, s):
                 self.show_result(res)
-                self.controls.status.setText("reused the cached result for these settings (nothing recomputed)")
+                self.controls.progress.setValue(1000)
+                self.controls.status.setText(summary_text(st.summary, st.baseline, REUSED))
                 self.jobDone.emit("cached")
                 return False
             timed = (res.summary.get("extra") or {}).get("cache") if res is not None else None
@@ -246,6 +276,7 @@ class MainWindow(OpeningMixin, QMainWindow):
                             "a fit at these settings follows when the sliders rest")
         self.banner.setVisible(True)
         self.controls.set_running(True)
+        self._update_marks()
         return self.runner.start(Job(RunSpec(s, source=st.source, frames=st.run_frames()),
                                      pipeline=PREVIEW_PIPELINE, extra={"preview": spec}))
 
@@ -275,12 +306,11 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.runner.cancel()
         self.controls.status.setText("stopping the running job: another source was opened")
 
-    def _on_progress(self, frac: float, text: str, eta: float) -> None:
+    def _on_progress(self, frac: float, text: str, eta: str) -> None:
         if self.state.abandoned:
             return
         self.controls.progress.setValue(int(frac * 1000))
-        eta_s = f"  ETA {eta:.0f} s" if eta >= 0 else ""
-        self.controls.status.setText(f"{text}{eta_s}")
+        self.controls.status.setText(f"{text}  {eta}" if eta else text)
 
     def show_record(self, rec: Record) -> None:
         """Remember a record of the run (LabState) and render it by its type; others only advance the run."""
@@ -345,16 +375,20 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.plots.redraw()
         if outcome == "finished" and st.previewing:
             self.controls.progress.setValue(1000)
-            self.controls.status.setText(summary_text(st.summary, st.baseline).replace("done:", "preview:", 1))
+            self.controls.status.setText(summary_text(st.summary, st.baseline, PREVIEWED))
         elif outcome == "finished":
             st.shown_key = st.running_key
             self._remember_fitted(st.running_key)
             if self.viewer.mode == "rd":
                 self.viewer.rd.refresh()  # the new run is a point of it
             self.controls.progress.setValue(1000)
-            self.controls.status.setText(summary_text(st.summary, st.baseline))
+            self.controls.status.setText(summary_text(st.summary, st.baseline, FITTED))
         elif outcome == "cancelled":
-            self.controls.status.setText("cancelled — partial results shown are not saved")
+            self.controls.progress.setValue(0)
+            self.controls.status.setText("cancelled — the partial results shown are not saved; Run (Ctrl+R) starts again")
+        else:
+            self.controls.progress.setValue(0)
+        self._update_marks()
         if self.can_preview():
             self.runner.prepare(self._warm())  # a slider's preview will not wait for a process start
         self.jobDone.emit(outcome)
@@ -388,7 +422,7 @@ class MainWindow(OpeningMixin, QMainWindow):
 
             self.controls.set_settings(read_header(res.stream).to_settings(self.controls.settings()))
         self.show_result(res)
-        self.controls.status.setText(f"loaded the stored run {key} (nothing recomputed)")
+        self.controls.status.setText(summary_text(self.state.summary, self.state.baseline, f"{LOADED} {key}"))
 
     def _rd_context(self) -> RdContext | None:
         """The RD view's clip: this source, frame range and settings' size, crop and fps."""
@@ -427,8 +461,15 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.banner.setStyleSheet("background:#664400;color:white;padding:4px")
             self.banner.setText("Results shown are STALE: settings changed since they were computed. Run (Ctrl+R) to update.")
             self.banner.setVisible(True)
-        elif not self.state.last_error:
+        elif not self.state.last_error and not self.state.previewing:
             self.banner.setVisible(False)
+        self._update_marks()
+
+    def _update_marks(self) -> None:
+        """PREVIEW / STALE on the viewer and on the plots: what they show is not a fit of these settings."""
+        mark = self.state.mark()
+        self.viewer.mark_label.set_mark(mark)
+        self.plots.mark_label.set_mark(mark)
 
     def show_error(self, message: str) -> None:
         if self.state.abandoned and self.runner.busy():

@@ -29,6 +29,13 @@ DRAIN_BUDGET_S = 0.02
 POLL_MS = 15
 
 
+def eta_text(rec: Progress) -> str:
+    """The core's ETA (runs/eta.py) in words: "ETA 12 s", "ETA ≥ 12 s" when part is not priced yet."""
+    if rec.eta_s is None:
+        return ""
+    return f"ETA {'≥ ' if rec.eta_lower_bound else ''}{rec.eta_s:.0f} s"
+
+
 @contextlib.contextmanager
 def _no_main_reimport():
     """Stop "spawn" from re-running the parent's main script in the child.
@@ -54,7 +61,7 @@ class JobRunner(QObject):
     """One job at a time. `record` carries the child's records in order; `finished` always comes last."""
 
     record = Signal(object)              # every record of runs.records (and the final JobEnded), in order
-    progress = Signal(float, str, float)  # fraction 0..1, text, eta seconds (-1 unknown)
+    progress = Signal(float, str, str)  # fraction 0..1, text, the ETA as words ("" while unknown)
     failed = Signal(str)                 # an engine error, shown in the window
     finished = Signal(str)               # "finished" | "cancelled" | "error"
 
@@ -65,7 +72,6 @@ class JobRunner(QObject):
         self._queue: Any = None
         self._cancel: Any = None
         self._live: Any = None
-        self._t0 = 0.0
         self._outcome: str | None = None
         self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live) waiting for a job
         self._inbox: Any = None
@@ -99,10 +105,9 @@ class JobRunner(QObject):
             with _no_main_reimport():
                 self._proc.start()
         self.jobs_started += 1
-        self._t0 = time.monotonic()
         self._outcome = None
         self._timer.start()
-        self.progress.emit(0.0, "starting the job process", -1.0)
+        self.progress.emit(0.0, "starting the job process", "")
         return True
 
     def prepare(self, warm: tuple[str, str, str, int] | None = None) -> None:
@@ -189,10 +194,7 @@ class JobRunner(QObject):
 
     def _handle(self, rec: object) -> None:
         if isinstance(rec, Progress):
-            f = float(rec.fraction)
-            el = time.monotonic() - self._t0
-            eta = el * (1 - f) / f if f > 0.01 else -1.0
-            self.progress.emit(f, rec.text, eta)
+            self.progress.emit(float(rec.fraction), rec.text, eta_text(rec))
         elif isinstance(rec, JobEnded):
             self._outcome = rec.outcome
             if rec.outcome == "error":

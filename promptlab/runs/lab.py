@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 from promptlab.device import set_threads
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
+from promptlab.runs.eta import FRAME, ITERATION, Eta
 from promptlab.runs.records import (
     PROMPTLAB,
     Encoded,
@@ -106,12 +107,15 @@ def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: floa
                    severe_frames=s["severe_count"], gen_ms=float(np.mean(gen)) if gen else None, extra=extra)
 
 
-def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Iterator[Record]:
+def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None,
+            clock: Callable[[], float] = time.monotonic) -> Iterator[Record]:
     """Yield the run's records; the last is Summary (and Saved / the baseline's Summary after it).
 
     `cache_control`: the decoder's generation cache (an engine CacheControl the caller may switch
-    while decoding); default: the settings' policy.
+    while decoding); default: the settings' policy. `clock` times the work for the Progress
+    records' ETA (runs/eta.py).
     """
+    eta = Eta(clock)
     set_threads(spec.settings.threads)  # the decode of a stored stream too, not only the encode
     cache = ResultsCache(spec.cache_root)
     stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
@@ -127,8 +131,8 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
         stream = cache.path(spec.key) / "stream.plab"
         share = 0.0 if stream.is_file() else ENCODE_SHARE
         if share:
-            yield from _encode(spec, cache, stream, scorer, cancel)
-    rows, recon, summary = yield from _decode(spec, stream, scorer, cancel, share, cache_control)
+            yield from _encode(spec, cache, stream, scorer, cancel, eta)
+    rows, recon, summary = yield from _decode(spec, stream, scorer, cancel, share, cache_control, eta)
     yield summary
     check_cancel(cancel)
     if spec.key:
@@ -189,7 +193,13 @@ def _originals(spec: RunSpec) -> list[np.ndarray] | None:
     return list(read_frames(spec.source, frames=spec.frames, size=s.size, crop=s.crop))
 
 
-def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any) -> Iterator[Record]:
+def _progress(fraction: float, text: str, eta: Eta) -> Progress:
+    est = eta.estimate()
+    return Progress(fraction, text, None if est is None else est.seconds, bool(est and est.lower_bound))
+
+
+def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any,
+            eta: Eta) -> Iterator[Record]:
     """Fit prompts; the encoder's own reconstructions are scored and shown as they come."""
     from promptlab.engine.encoder import encode
 
@@ -199,21 +209,32 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
     yield Stage("encode", "fitting prompts (inversion)")
     budgets: list[int] = []
     done = 0
+    gen_s: list[float] = []
     for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True):
         if isinstance(rec, engine_records.Started):
             budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
             done = sum(budgets[: rec.resumed_keyframes])
+            eta.plan(ITERATION, sum(budgets) - done)
+            eta.plan(FRAME, rec.n_frames)   # the decode that follows
+            eta.begin(ITERATION)
             yield rec
         elif isinstance(rec, engine_records.Iteration):
+            eta.done(ITERATION)
             cur = done + min(rec.iteration, rec.iterations)
-            yield Progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
-                           f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
-                           f"  loss {rec.loss:.4f}")
+            yield _progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
+                            f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
+                            f"  loss {rec.loss:.4f}", eta)
         elif isinstance(rec, engine_records.KeyframeDone):
             done = sum(budgets[: rec.keyframe + 1])
+            eta.plan(ITERATION, sum(budgets) - done)  # an early stop drops the rest of its budget
             yield KeyframeFitted(rec.keyframe, list(rec.frames), rec.record_bytes, rec.loss)
-            yield Progress(ENCODE_SHARE * done / max(1, sum(budgets)), f"keyframe {rec.keyframe + 1}/{len(budgets)} done")
+            yield _progress(ENCODE_SHARE * done / max(1, sum(budgets)),
+                            f"keyframe {rec.keyframe + 1}/{len(budgets)} done", eta)
+            eta.begin(ITERATION)
         elif isinstance(rec, engine_records.Frame):
+            # the encoder's own generation time stands for a decoded frame until the decode measures one
+            gen_s.append(float(rec.gen_ms) / 1000)
+            eta.stand_in(FRAME, float(np.mean(gen_s)))
             yield scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
                                keyframe=rec.keyframe, reused=float(rec.reused))
         elif isinstance(rec, engine_records.Done):
@@ -227,7 +248,7 @@ def cache_label(policy: str, threshold: float) -> str:
     return f"lossy {threshold:g}" if policy == "lossy" else policy
 
 
-def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: float, control: Any):
+def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: float, control: Any, eta: Eta):
     """Generate every frame as the receiver does and score it; returns (rows, recon, summary)."""
     from promptlab.engine.cache import CacheControl
     from promptlab.engine.decoder import decode
@@ -248,6 +269,9 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
         if isinstance(rec, engine_records.Started):
             started = rec
             n = max(1, rec.n_frames)
+            eta.plan(ITERATION, 0)
+            eta.plan(FRAME, n)
+            eta.begin(FRAME)
             yield rec
         elif isinstance(rec, engine_records.Frame):
             label = cache_label(control.policy, control.threshold)
@@ -258,7 +282,8 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
             rows.append(row)
             images.append(rec.image)
             yield row
-            yield Progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}")
+            eta.done(FRAME)
+            yield _progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}", eta)
         elif isinstance(rec, engine_records.Done):
             done = rec
         check_cancel(cancel)

@@ -43,6 +43,8 @@ class Stage:
 class Progress:
     fraction: float           # 0..1 over the whole run
     text: str
+    eta_s: float | None = None        # seconds left, from this run's measured costs (runs/eta.py)
+    eta_lower_bound: bool = False     # part of what is left was priced by a stand-in: "at least"
 
 
 @dataclass

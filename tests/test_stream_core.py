@@ -89,3 +89,23 @@ def test_link_too_slow_for_lowest_rung():
     skip = simulate(_const(0.5), [[125_000]] * 3, 1.0, lambda i, h, b: 0, rtt_s=0.0,
                     startup_s=1.0, policy="skip")
     assert [s.skipped for s in skip.segments] == [False, True, True]
+
+
+@pytest.mark.parametrize("rule", ["throughput", "bba", "mpc"])
+def test_rules_on_real_trace_records_consistent(rule):
+    from promptlab.stream.abr import make_rule
+    from promptlab.stream.records import shown_frames, summarize
+
+    tr = read_trace(DATA / "ATT-LTE-driving-2016.down").mapped(scale=0.05)
+    n_seg, seg_frames, clip = 20, 10, 25
+    rungs = [2_000, 6_000, 20_000]
+    sizes = [rungs] * n_seg
+    frame_lp = [[0.5] * clip, [0.35] * clip, [0.2] * clip]
+    qual = [[1 - 0.5, 1 - 0.35, 1 - 0.2]] * n_seg
+    d = simulate(tr, sizes, 1.0, make_rule(rule, sizes, qual, 1.0), startup_s=1.0)
+    frames = shown_frames(d, frame_lp, seg_frames, clip)
+    s = summarize(d, frames, 1.0, qual)
+    assert s["bytes"] == sum(rungs[x.rung] for x in d.segments)
+    assert [f.clip_frame for f in frames] == [i % clip for i in range(n_seg * seg_frames)]
+    assert s["rebuffer_s"] == pytest.approx(sum(x.stall_s for x in d.segments))
+    assert len({x.rung for x in d.segments}) >= 1 and 0 <= s["severe_ratio"] <= 1

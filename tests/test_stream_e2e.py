@@ -147,3 +147,30 @@ def test_bad_trace_file_is_one_line(tmp_path, capsys, lab_dirs):
     assert cli_main(["stream", *ARGS[:-5], "--trace", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "bad.down line 2" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_numbers(streamed):
+    """`--engine ray`: every session a Ray task on a local Ray; the same rows as the local loop."""
+    pytest.importorskip("ray")
+    from dataclasses import replace
+
+    from promptlab.runs.distributed import RayOptions
+    from promptlab.runs.records import TaskDone
+
+    spec, recs, cache = streamed
+    local = {(s.codec, s.rule): s for s in recs if isinstance(s, SessionDone)}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PROMPTLAB_CACHE_DIR", str(cache))
+    try:
+        ray_recs = list(run_stream(replace(spec, engine="ray", ray=RayOptions(workers=2))))
+    finally:
+        mp.undo()
+    done = [r for r in ray_recs if isinstance(r, TaskDone)]
+    assert len(done) == len(local) and done[-1].done == len(local)
+    remote = [r for r in ray_recs if isinstance(r, SessionDone)]
+    assert [(s.codec, s.rule) for s in remote] == list(local)
+    for s in remote:
+        twin = local[(s.codec, s.rule)]
+        assert s.summary == twin.summary and s.delivery == twin.delivery and s.frames == twin.frames
+    assert ray_recs[-1].rows == recs[-1].rows

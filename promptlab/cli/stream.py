@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
                 bar.set_description_str(rec.text[:60], refresh=True)
             elif isinstance(rec, RungMeasured) and not a.quiet:
                 r = rec.rung
-                tqdm.write(f"rung {r.label}: {r.kbps:.2f} kbps, mean LPIPS {sum(r.frame_lpips) / len(r.frame_lpips):.4f}"
+                tqdm.write(f"{r.codec} rung {r.label}: {r.kbps:.2f} kbps, mean LPIPS {sum(r.frame_lpips) / len(r.frame_lpips):.4f}"
                            f"{' (from the results cache)' if rec.reused else ''}", file=sys.stderr)
             elif isinstance(rec, TaskDone) and not a.quiet:
                 bar.set_description_str(f"ray: {rec.done}/{rec.total} sessions", refresh=True)

@@ -27,6 +27,7 @@ from promptlab.stream.records import (
     LaddersReady,
     SessionDone,
     StreamDone,
+    TraceMapped,
     shown_frames,
     summarize,
 )
@@ -145,8 +146,10 @@ def run_stream(spec: StreamSpec, cancel: Any = None) -> Iterator[Any]:
         yield rec
     assert ladders is not None
     codecs = [ladders.prompt] + ([ladders.baseline] if ladders.baseline else [])
-    jobs = [(mapped_trace(t, ladders.prompt, spec.network), lad, rule)
-            for t in traces for lad in codecs for rule in spec.rules]
+    mapped = [mapped_trace(t, ladders.prompt, spec.network) for t in traces]
+    for t in mapped:
+        yield TraceMapped(t.name, t.step_s, [float(v) / 1000 for v in t.rate_bps], t.mapping())
+    jobs = [(t, lad, rule) for t in mapped for lad in codecs for rule in spec.rules]
     yield Stage("stream", f"{len(jobs)} sessions: {len(traces)} traces × {len(codecs)} codecs × "
                 f"{len(spec.rules)} rules")
     sessions = yield from (_ray_sessions(jobs, spec) if spec.engine == "ray" else _local_sessions(jobs, spec, cancel))

@@ -171,7 +171,7 @@ def build_ladders(spec: LadderSpec, cancel: Any = None) -> Iterator[Any]:
                 raise PromptlabError(f"the stored {spec.baseline} rung of {key} is not cut at {gop}-frame GOPs")
             fb = [int(r.bytes) for r in rows["baseline"]]
             bseg = [sum(fb[j:j + gop]) for j in range(0, len(fb), gop)]
-            theirs = Rung(spec.baseline, f"{spec.baseline} {b.kbps:.1f} kbps", _kbps(sum(bseg), len(fb), s.fps), bseg,
+            theirs = Rung(spec.baseline, f"{b.kbps:.1f} kbps", _kbps(sum(bseg), len(fb), s.fps), bseg,
                           [float(r.lpips) for r in rows["baseline"]], key, target_kbps=ours.kbps,
                           within_tolerance=bool(b.extra.get("within_tolerance", True)))
             base.append(theirs)

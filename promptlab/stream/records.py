@@ -45,6 +45,18 @@ def shown_frames(delivery: Delivery, frame_lpips: Sequence[Sequence[float]], seg
     return out
 
 
+def playout_times(delivery: Delivery, seg_s: float, seg_frames: int) -> list[float]:
+    """Wall-clock second at which each shown frame appears: playback starts at the start-up
+    delay with segment 0, and every stall delays all frames after it."""
+    out: list[float] = []
+    stalled = 0.0
+    for s in delivery.segments:
+        stalled += s.stall_s
+        base = delivery.startup_s + s.index * seg_s + stalled
+        out += [base + j * seg_s / seg_frames for j in range(seg_frames)]
+    return out
+
+
 def summarize(delivery: Delivery, frames: list[ShownFrame], seg_s: float,
               seg_quality: Sequence[Sequence[float]]) -> dict:
     segs = delivery.segments
@@ -158,6 +170,16 @@ class LaddersReady:
 
 
 # ------------------------------------------------------------------------------ streamed sessions
+
+@dataclass(frozen=True)
+class TraceMapped:
+    """A trace as the sessions that follow see it: capacity per step after the mapping."""
+
+    name: str
+    step_s: float
+    rate_kbps: list[float]
+    mapping: dict
+
 
 @dataclass(frozen=True)
 class SessionDone:

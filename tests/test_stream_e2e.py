@@ -47,7 +47,9 @@ def test_ladders_are_measured_at_the_same_segments(streamed):
     ready = next(r for r in recs if isinstance(r, LaddersReady))
     prompt, h265 = ready.prompt, ready.baseline
     assert h265 is not None and h265.codec == "h265"
-    assert len(prompt.rungs) == len(h265.rungs) == len(spec.ladder.rung_list())
+    assert len(prompt.rungs) == len(spec.ladder.rung_list())
+    assert 1 <= len(h265.rungs) <= len(prompt.rungs)  # identical streams (below H.265's floor) are one rung
+    assert len({tuple(r.segment_bytes) for r in h265.rungs}) == len(h265.rungs)
     assert prompt.n_segments == h265.n_segments == 2 and prompt.n_frames == h265.n_frames == 8
     store = ResultsCache(cache / "results")
     for r in prompt.rungs:
@@ -108,6 +110,9 @@ def test_every_session_is_consistent(streamed):
     done = recs[-1]
     assert isinstance(done, StreamDone) and len(done.rows) == len(sessions)
     assert len([r for r in recs if isinstance(r, RungMeasured)]) == 2 * len(spec.ladder.rung_list())
+    for s in sessions:  # a switch is a change of rung, counted once per change
+        segs = s.delivery.segments
+        assert s.summary["switches"] == sum(a.rung != b.rung for a, b in zip(segs, segs[1:]))
 
 
 def test_cli_json_and_table(streamed, tmp_path, capsys, monkeypatch):
@@ -174,3 +179,19 @@ def test_ray_engine_gives_the_local_numbers(streamed):
         twin = local[(s.codec, s.rule)]
         assert s.summary == twin.summary and s.delivery == twin.delivery and s.frames == twin.frames
     assert ray_recs[-1].rows == recs[-1].rows
+
+
+@pytest.mark.parametrize("codec", ["h265", "h264"])
+def test_baseline_closed_gops_decode_alone(codec):
+    """gop=N: an IDR every N frames and each GOP's access units decode alone to the whole decode's frames."""
+    from promptlab.baselines.h26x import decode_stream, encode_baseline
+    from promptlab.io.video import read_frames
+
+    frames = list(read_frames(str(SKY), frames=(0, 12), size=64, crop="center"))
+    r = encode_baseline(frames, 30.0, 40, codec=codec, gop=4)
+    assert [p.pts for p in r.packets if p.keyframe] == [0, 4, 8] and r.params["gop"] == 4
+    for g in range(3):
+        units = [p for p in r.packets if 4 * g <= p.pts < 4 * g + 4]
+        alone = decode_stream(b"".join(p.data for p in units), codec, 4, 64, 64)
+        assert all(np.array_equal(a, b) for a, b in zip(alone, r.recon[4 * g:4 * g + 4]))
+        assert sum(len(p.data) for p in units) == sum(r.frame_bytes[4 * g:4 * g + 4])

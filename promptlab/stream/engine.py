@@ -117,7 +117,7 @@ def simulate_session(ladder: Ladder, trace: Trace, rule: str, net: Network) -> S
     frames = shown_frames(delivery, ladder.frame_lpips(), ladder.seg_frames, ladder.n_frames)
     summary = summarize(delivery, frames, seg_s, quality)
     mapping = {**trace.mapping(), "rtt_s": net.rtt_s, "startup_s": net.startup_s,
-               "max_buffer_s": net.max_buffer_s, "policy": net.policy, "duration_s": n * seg_s,
+               "max_buffer_s": net.max_buffer_s, "policy": net.policy, "session_s": n * seg_s,
                "auto_scale": net.scale is None}
     return SessionDone(ladder.codec, trace.name, rule, mapping, delivery, frames, summary)
 

@@ -179,7 +179,13 @@ def build_ladders(spec: LadderSpec, cancel: Any = None) -> Iterator[Any]:
     yield Progress(1.0, "ladders measured")
 
     def ladder(codec: str, rs: list[Rung]) -> Ladder:
-        return Ladder(codec, gop, s.fps, sorted(rs, key=lambda r: (sum(r.segment_bytes), r.label)))
+        """Cheapest first; a rung that is another's very stream (H.265 pinned at its coarsest
+        quantiser below its floor rate) is one rung, so a 'switch' between them is not counted."""
+        out: list[Rung] = []
+        for r in sorted(rs, key=lambda r: (sum(r.segment_bytes), r.label)):
+            if not any(o.segment_bytes == r.segment_bytes and o.frame_lpips == r.frame_lpips for o in out):
+                out.append(r)
+        return Ladder(codec, gop, s.fps, out)
 
     yield LaddersReady(ladder("promptlab", prompt), ladder(spec.baseline, base) if spec.baseline else None)
 

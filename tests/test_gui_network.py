@@ -117,3 +117,29 @@ def test_network_view_open_choose_run_play_switch(qtbot, lab_dirs, tmp_path):
     out = view.screenshot(tmp_path / "network.png")
     assert out.stat().st_size > 10_000
     view.close()
+
+
+def test_the_lab_window_opens_the_network_view_for_its_clip(qtbot, lab_dirs):
+    """Ctrl+Shift+N in the lab window: the network view of the open clip at the window's settings,
+    segments of one keyframe interval (no GOP set), the range cut to whole segments."""
+    from promptlab.gui.network_view import NetworkView
+    from promptlab.gui.session import Session
+    from promptlab.gui.window import MainWindow
+    from promptlab.settings import Settings
+
+    small = Settings(model="tiny", size=64, rank=4, interval=5, iters=2, first_iters=2, threads=1)
+    w = MainWindow(Session(settings=small))
+    qtbot.addWidget(w)
+    w.show()
+    w.open_network_view()  # no clip yet: said so, nothing opened
+    assert getattr(w, "network_view", None) is None and "open a clip" in w.state.last_error
+    sky = str(REPO / "promptlab" / "assets" / "sky.mp4")
+    assert w.open(sky, frames="0:11"), w.last_error
+    qtbot.waitUntil(lambda: len(w.viewer.originals) == 11, timeout=30_000)
+    qtbot.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: isinstance(getattr(w, "network_view", None), NetworkView), timeout=10_000)
+    spec = w.network_view.ladder_spec
+    assert spec.source == sky and spec.frames == (0, 10) and spec.settings.gop == 5
+    assert spec.settings.replace(gop=0) == w.controls.settings()
+    w.network_view.close()
+    w.close()

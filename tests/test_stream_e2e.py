@@ -132,6 +132,29 @@ def test_cli_json_and_table(streamed, tmp_path, capsys, monkeypatch):
     assert doc["ladders"]["promptlab"]["seg_frames"] == 4
 
 
+def test_a_fitted_plab_streams_like_its_clip(streamed, tmp_path, capsys, monkeypatch):
+    """SRC a .plab (with --original): no fit, the same rungs, so the very same sessions."""
+    _, recs, cache = streamed
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(cache))
+    ready = next(r for r in recs if isinstance(r, LaddersReady))
+    top = max(ready.prompt.rungs, key=lambda r: (r.rank, r.bits))
+    fit = tmp_path / "fit.plab"
+    fit.write_bytes((cache / "results" / top.key / "stream.plab").read_bytes())
+    out = tmp_path / "plab.json"
+    assert cli_main(["stream", str(fit), "--original", str(SKY), "--frames", "0:8", "--threads", "1",
+                     "--trace", str(ATT), "--duration", "12", "--quiet", "--abr", "mpc", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    live = {(s.codec, s.rule): s for s in recs if isinstance(s, SessionDone)}
+    assert [(s["codec"], s["rule"]) for s in doc["sessions"]] == [("promptlab", "mpc"), ("h265", "mpc")]
+    for s in doc["sessions"]:
+        assert s["summary"] == live[(s["codec"], "mpc")].summary
+    capsys.readouterr()
+    assert cli_main(["stream", str(fit), "--trace", str(ATT)]) == 2
+    assert "give --original CLIP" in capsys.readouterr().err
+    assert cli_main(["stream", str(fit), "--original", str(SKY), "--frames", "0:12", "--trace", str(ATT)]) == 2
+    assert "holds 8 frames" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--trace", "/nonexistent/trace.down"], "does not exist"),
     (["--abr", "fastest"], "unknown ABR rule"),

@@ -5,6 +5,7 @@ to every RANKxBITS rung, per-segment bytes and per-frame LPIPS, cached) and the 
 at the same rates and the same closed-GOP segments, then plays both over every trace with
 every ABR rule (throughput, bba, mpc) and prints one table: mean LPIPS shown, severe-frame
 ratio, rebuffering, switches and two QoEs (docs/streaming.md). The clip loops over the trace.
+SRC may be a fitted .plab (closed GOPs) with --original CLIP: its rungs are transcoded from it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from promptlab.stream.simulator import POLICIES
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="promptlab stream", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="video file or folder of numbered images")
+    p.add_argument("source", help="video file or folder of numbered images, or a fitted .plab (with --original)")
+    p.add_argument("--original", metavar="CLIP",
+                   help="SRC is a .plab: the clip it was fitted to (what LPIPS and H.265 are measured on)")
     add_settings_args(p)
     p.add_argument("--trace", action="append", default=[], metavar="FILE",
                    help="a network trace (Mahimahi or 'time_s Mbps' lines); may be repeated")
@@ -58,15 +61,27 @@ def spec_from_args(a: argparse.Namespace) -> StreamSpec:
     if not a.trace and not a.traces:
         raise PromptlabError("give --trace FILE or --traces DIR")
     rules = [r.strip() for r in a.abr.split(",") if r.strip()]
-    settings = settings_from_args(a)
-    if a.fps is None:
-        settings = settings.replace(fps=probe(a.source).fps)
+    fitted = a.source if a.source.lower().endswith(".plab") else None
+    if fitted and not a.original:
+        raise PromptlabError("a .plab alone has no original to measure LPIPS and H.265 on: "
+                             "give --original CLIP (the clip it was fitted to)")
+    if a.original and not fitted:
+        raise PromptlabError("--original is for a .plab SRC (SRC is the clip here)")
+    clip = a.original or a.source
+    if fitted:  # the stream's own settings (its header), runtime flags (threads, device) from the command
+        from promptlab.codec.container import read_header
+
+        settings = read_header(fitted).to_settings(settings_from_args(a))
+    else:
+        settings = settings_from_args(a)
+        if a.fps is None:
+            settings = settings.replace(fps=probe(clip).fps)
     frames = parse_frames(a.frames)
-    n, notes = checked_count(a.source, frames)
+    n, notes = checked_count(clip, frames)
     for note in notes:
         print(f"promptlab stream: note: {note}", file=sys.stderr)
     start = frames[0] if frames else 0
-    ladder = LadderSpec(settings=settings, source=a.source, frames=(start, start + n),
+    ladder = LadderSpec(settings=settings, source=clip, frames=(start, start + n), stream=fitted,
                         rungs=parse_rungs(a.rungs) if a.rungs else [],
                         baseline=None if a.baseline == "none" else a.baseline)
     net = Network(scale=a.scale, offset_bps=a.offset_kbps * 1000, stretch=a.stretch, rtt_s=a.rtt,

@@ -28,7 +28,7 @@ from promptlab.errors import PromptlabError
 from promptlab.io.atomic import write_bytes_atomic
 from promptlab.runs.lab import RunSpec, run_lab
 from promptlab.runs.records import FrameResult, Progress, Reused, Scoring, Stage, Summary
-from promptlab.runs.results import ResultsCache
+from promptlab.runs.results import ResultsCache, source_stamp
 from promptlab.settings import Settings
 from promptlab.stream.records import Ladder, LaddersReady, Rung, RungMeasured
 
@@ -70,9 +70,20 @@ class LadderSpec:
     baseline: str | None = "h265"
     lpips_net: str = "alex"
     cache_root: str | None = None
+    stream: str | None = None                     # an already fitted .plab of `source`: no fit
 
     def check(self) -> None:
         s, (a, b) = self.settings, self.frames
+        if self.stream:
+            from promptlab.codec.container import read_header
+
+            h = read_header(self.stream)
+            if h.n_frames != b - a:
+                raise PromptlabError(f"{Path(self.stream).name} holds {h.n_frames} frames but the original's range "
+                                     f"has {b - a}; give --frames A:B of the clip it was fitted to")
+            if h.gop == 0 and h.n_frames > 1:
+                raise PromptlabError(f"{Path(self.stream).name} is one GOP: streaming needs closed GOPs "
+                                     "(encode it with --gop N)")
         if s.gop <= 0:
             raise PromptlabError("streaming needs closed GOPs: give --gop N (frames per segment, "
                                  f"a multiple of the keyframe interval {s.interval})")
@@ -125,17 +136,22 @@ def build_ladders(spec: LadderSpec, cancel: Any = None) -> Iterator[Any]:
                   cache_root=spec.cache_root)
     assert top.key is not None
     rungs = spec.rung_list()
-    fitted = cache.has(top.key)
-    share = 0.0 if fitted else FIT_SHARE
-    yield Stage("encode", "fitting the top rung (the one stream every prompt rung is transcoded from)")
-    for rec in run_lab(top, cancel=cancel):
-        if isinstance(rec, Progress) and share:
-            yield Progress(share * rec.fraction, rec.text)
-    src = read_stream(cache.path(top.key) / "stream.plab")
+    share = 0.0
+    if spec.stream:  # a stream fitted elsewhere: its rungs are named by its file and the original's frames
+        base_key = hashlib.sha256(f"{source_stamp(spec.stream)}|{top.key}".encode()).hexdigest()[:20]
+        src = read_stream(spec.stream)
+    else:
+        base_key = top.key
+        share = 0.0 if cache.has(top.key) else FIT_SHARE
+        yield Stage("encode", "fitting the top rung (the one stream every prompt rung is transcoded from)")
+        for rec in run_lab(top, cancel=cancel):
+            if isinstance(rec, Progress) and share:
+                yield Progress(share * rec.fraction, rec.text)
+        src = read_stream(cache.path(top.key) / "stream.plab")
     prompt: list[Rung] = []
     base: list[Rung] = []
     for i, (rank, bits) in enumerate(rungs):
-        key = rung_key(top.key, rank, bits, spec.baseline, gop)
+        key = rung_key(base_key, rank, bits, spec.baseline, gop)
         path = cache.path(key) / "stream.plab"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,7 @@ def test_network_view_open_choose_run_play_switch(qtbot, lab_dirs, tmp_path):
         qtbot.mouseClick(view.run_btn, Qt.MouseButton.LeftButton)
     timer.stop()
     assert sig.args[0] == "finished", view.last_error
+    assert view.run_btn.text() == "Run"
     assert len(gaps) > 10 and max(gaps) < 0.25, f"the view's thread was busy {max(gaps):.3f} s in one tick"
 
     # the plots are the records: LPIPS shown and buffers, both codecs
@@ -113,6 +114,15 @@ def test_network_view_open_choose_run_play_switch(qtbot, lab_dirs, tmp_path):
     mpc = view.sessions[(ATT.name, "promptlab", "mpc")]
     assert _curve(view.p_lp, "promptlab")[1].tolist() == [f.lpips for f in mpc.frames]
     assert view.playback["promptlab"].session is mpc
+
+    # another trace: Run again, and Run while it runs cancels it (the sessions shown stay)
+    view.trace_box.setCurrentIndex(view.trace_box.findText(TMOBILE.name))
+    with qtbot.waitSignal(view.jobDone, timeout=300_000) as sig:
+        qtbot.mouseClick(view.run_btn, Qt.MouseButton.LeftButton)
+        assert view.run_btn.text() == "Cancel"
+        qtbot.mouseClick(view.run_btn, Qt.MouseButton.LeftButton)
+    assert sig.args[0] in ("cancelled", "finished") and view.run_btn.text() == "Run"
+    assert (ATT.name, "promptlab", "mpc") in view.sessions
 
     out = view.screenshot(tmp_path / "network.png")
     assert out.stat().st_size > 10_000

@@ -194,17 +194,21 @@ class NetworkView(QWidget):
         return StreamSpec(ladder=self.ladder_spec, traces=[self.current_trace() or ""], rules=list(RULES), network=net)
 
     def run(self) -> bool:
-        """Stream the clip over the chosen trace (every rule) in the job process."""
-        if self.runner.busy() or not self.current_trace():
-            if not self.current_trace():
-                self.status.setText("open a trace first")
+        """Stream the clip over the chosen trace (every rule) in the job process; while one runs: cancel it."""
+        if self.runner.busy():
+            self.runner.cancel()
+            self.status.setText("cancelling…")
+            return False
+        if not self.current_trace():
+            self.status.setText("open a trace first")
             return False
         spec = self.spec()
         s = self.ladder_spec
+        # the job's RunSpec only carries the settings the job process runs with (threads); the work is the spec
         job = Job(run=RunSpec(settings=s.settings, source=s.source, frames=s.frames, key="network-view"),
                   pipeline=STREAM_PIPELINE, extra={"stream": spec})
         self.last_error = ""
-        self.run_btn.setEnabled(False)
+        self.run_btn.setText("Cancel")
         return self.runner.start(job)
 
     def on_record(self, rec: object) -> None:
@@ -233,9 +237,11 @@ class NetworkView(QWidget):
         self.status.setText(f"error: {message}")
 
     def _finished(self, outcome: str) -> None:
-        self.run_btn.setEnabled(True)
+        self.run_btn.setText("Run")
         if outcome == "finished":
             self.status.setText("done: switch the rule, or Play")
+        elif outcome == "cancelled":
+            self.status.setText("cancelled")
         self.jobDone.emit(outcome)
 
     # ------------------------------------------------------------------ drawing

@@ -122,14 +122,14 @@ def simulate_session(ladder: Ladder, trace: Trace, rule: str, net: Network) -> S
     return SessionDone(ladder.codec, trace.name, rule, mapping, delivery, frames, summary)
 
 
-def _session_task(ladder_dict: dict, trace: Trace, rule: str, net: Network) -> dict:
-    """A Ray task: the session's records as plain dicts (rebuilt on the driver)."""
-    return _pack(simulate_session(Ladder.from_dict(ladder_dict), trace, rule, net))
+def _session_task(ladder_dict: dict, trace: Trace, rule: str, net: Network) -> tuple[dict, str]:
+    """A Ray task: the session's fields (rebuilt on the driver) and the node it ran on."""
+    import ray
 
-
-def _pack(s: SessionDone) -> dict:
-    return {"codec": s.codec, "trace": s.trace, "rule": s.rule, "mapping": s.mapping,
-            "delivery": s.delivery, "frames": s.frames, "summary": s.summary}
+    s = simulate_session(Ladder.from_dict(ladder_dict), trace, rule, net)
+    fields = {"codec": s.codec, "trace": s.trace, "rule": s.rule, "mapping": s.mapping,
+              "delivery": s.delivery, "frames": s.frames, "summary": s.summary}
+    return fields, ray.get_runtime_context().get_node_id()[:8]
 
 
 def run_stream(spec: StreamSpec, cancel: Any = None) -> Iterator[Any]:
@@ -193,9 +193,10 @@ def _ray_sessions(jobs: list[tuple[Trace, Ladder, str]], spec: StreamSpec):
                 inflight[fn.remote(lad.to_dict(), trace, rule, spec.network)] = k
             ready, _ = session.ray.wait(list(inflight), num_returns=1)
             k = inflight.pop(ready[0])
-            done[k] = SessionDone(**session.get(ready[0]))
+            fields, node = session.get(ready[0])
+            done[k] = SessionDone(**fields)
             trace, lad, rule = jobs[k]
-            yield TaskDone(job="stream", name=f"{trace.name} {lad.codec} {rule}", node="ray",
+            yield TaskDone(job="stream", name=f"{trace.name} {lad.codec} {rule}", node=node,
                            elapsed=time.perf_counter() - started[k], done=len(done), total=len(jobs))
         out = [done[k] for k in range(len(jobs))]
         yield from out

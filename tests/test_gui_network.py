@@ -80,9 +80,10 @@ def test_network_view_open_choose_run_play_switch(qtbot, lab_dirs, tmp_path):
     qtbot.waitUntil(lambda: view.clock > s.delivery.startup_s + 0.3, timeout=20_000)
     qtbot.mouseClick(view.play_btn, Qt.MouseButton.LeftButton)
     assert not view.timer.isActive()
-    for codec in ("promptlab", "h265"):
-        assert not view.panes[codec].pixmap().isNull()
-        assert "LPIPS" in view.captions[codec].text()
+    for role in ("promptlab", "baseline"):
+        assert not view.panes[role].pixmap().isNull()
+        assert "LPIPS" in view.captions[role].text()
+    assert view.captions["baseline"].text().startswith("h265 ")
 
     # during a stall the viewer's frame is frozen (the last one shown before it) and said so
     for codec, pb in view.playback.items():

@@ -218,3 +218,17 @@ def test_baseline_closed_gops_decode_alone(codec):
         alone = decode_stream(b"".join(p.data for p in units), codec, 4, 64, 64)
         assert all(np.array_equal(a, b) for a, b in zip(alone, r.recon[4 * g:4 * g + 4]))
         assert sum(len(p.data) for p in units) == sum(r.frame_bytes[4 * g:4 * g + 4])
+
+
+def test_trace_folder_takes_every_trace_and_leaves_the_licence(tmp_path):
+    from promptlab.errors import PromptlabError
+    from promptlab.stream.engine import trace_files
+
+    assert [p.name for p in trace_files(ATT.parent)] == [
+        "ATT-LTE-driving-2016.down", "TMobile-UMTS-driving.down", "Verizon-EVDO-driving.down"]
+    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "LICENSE").write_text("x")
+    with pytest.raises(PromptlabError, match="holds no trace files"):
+        trace_files(tmp_path)
+    (tmp_path / "trace_1").write_text("0 1.5\n1 2.0\n")  # a cooked ABR trace, no suffix
+    assert [p.name for p in trace_files(tmp_path)] == ["trace_1"]

@@ -137,7 +137,7 @@ class NetworkView(QWidget):
         self.panes: dict[str, QLabel] = {}
         self.captions: dict[str, QLabel] = {}
         views = QHBoxLayout()
-        for codec in ("promptlab", "h265"):
+        for codec in ("promptlab", "baseline"):   # the second pane: the classical codec's viewer
             box = QVBoxLayout()
             cap = QLabel(codec)
             pane = QLabel()
@@ -266,7 +266,7 @@ class NetworkView(QWidget):
             if s is None:
                 continue
             pb = Playback(s, lad)
-            self.playback[lad.codec] = pb
+            self.playback["promptlab" if lad.codec == "promptlab" else "baseline"] = pb
             end = max(end, pb.end_s)
             color = COLORS.get(lad.codec, "#ffffff")
             segs = s.delivery.segments
@@ -307,16 +307,17 @@ class NetworkView(QWidget):
         self.clock = t
         for c in self.cursors:
             c.setValue(t)
-        for codec, pane in self.panes.items():
-            pb = self.playback.get(codec)
+        for role, pane in self.panes.items():
+            pb = self.playback.get(role)
             if pb is None:
                 pane.clear()
-                self.captions[codec].setText(codec)
+                self.captions[role].setText(role)
                 continue
+            codec = pb.ladder.codec
             k, stalled = pb.at(t)
             if k is None:
                 pane.setText("buffering…")
-                self.captions[codec].setText(f"{codec}: start-up")
+                self.captions[role].setText(f"{codec}: start-up")
                 continue
             f = pb.session.frames[k]
             seg = pb.session.delivery.segments[f.segment]
@@ -325,7 +326,7 @@ class NetworkView(QWidget):
             if frames is not None:
                 pane.setPixmap(_pixmap(frames[f.clip_frame]))
             state = "STALLED" if stalled else ("repeat" if f.repeated else "")
-            self.captions[codec].setText(f"{codec} {rung.label}: frame {f.clip_frame}, LPIPS {f.lpips:.3f}"
+            self.captions[role].setText(f"{codec} {rung.label}: frame {f.clip_frame}, LPIPS {f.lpips:.3f}"
                                          f"{' (severe)' if f.severe else ''} {state}")
         if not self.slider.isSliderDown():
             self.slider.blockSignals(True)

@@ -34,7 +34,8 @@ from promptlab.stream.records import (
 from promptlab.stream.simulator import POLICIES, simulate
 from promptlab.stream.traces import Trace, read_trace
 
-TRACE_EXTS = (".down", ".up", ".log", ".txt", ".trace", ".csv")
+NOT_TRACES = {"README", "COPYING", "LICENSE", "LICENCE", "NOTICE", "ATTRIBUTION", "AUTHORS"}
+DOC_EXTS = {".md", ".json", ".py", ".html", ".pdf"}
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,15 @@ class StreamSpec:
 
 
 def trace_files(spec: str | Path) -> list[Path]:
-    """A trace file, or every trace file in a folder (README, COPYING and hidden files left out)."""
+    """A trace file, or every trace in a folder: each file but hidden ones, the licence and readme
+    files that travel with trace sets, and documentation (.md, .json, .py). A file there that is
+    not a trace is refused by name, in one line, before any work."""
     p = Path(spec)
     if p.is_dir():
-        found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in TRACE_EXTS
-                       and not q.name.startswith("."))
+        found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                       and q.stem.upper() not in NOT_TRACES and q.suffix.lower() not in DOC_EXTS)
         if not found:
-            raise PromptlabError(f"{p} holds no trace files ({', '.join(TRACE_EXTS)})")
+            raise PromptlabError(f"{p} holds no trace files")
         return found
     if not p.is_file():
         raise PromptlabError(f"trace {p} does not exist")

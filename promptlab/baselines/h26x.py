@@ -35,6 +35,15 @@ CODECS: dict[str, tuple[str, str]] = {"h265": ("libx265", "hevc"), "h264": ("lib
 QUIET = {"libx265": {"x265-params": "info=0:log-level=none"}, "libx264": {"x264-params": "log=-1"}}
 
 
+def closed_gop_params(encoder: str, gop: int) -> dict[str, str]:
+    """Closed GOPs of exactly `gop` frames, each starting with an IDR that carries the parameter
+    sets: every GOP decodes alone, as a streaming segment must (x264 repeats SPS/PPS by itself)."""
+    if gop <= 0:
+        return {}
+    fixed = {"keyint": str(gop), "min-keyint": str(gop), "scenecut": "0", "open-gop": "0"}
+    return {**fixed, "repeat-headers": "1"} if encoder == "libx265" else fixed
+
+
 @dataclass
 class BaselineResult:
     codec: str
@@ -120,7 +129,7 @@ class Packet:
 
 
 def _encode(frames: Sequence[np.ndarray], fps: float, codec: str,
-            opts: dict[str, str]) -> tuple[bytes, list[int], list[Packet]]:
+            opts: dict[str, str], gop: int = 0) -> tuple[bytes, list[int], list[Packet]]:
     """One encode: (Annex-B stream, bytes per frame in presentation order, packets)."""
     import av
 
@@ -133,7 +142,8 @@ def _encode(frames: Sequence[np.ndarray], fps: float, codec: str,
     ctx.framerate = frame_rate
     options = {**QUIET[encoder], **opts}
     key = next(iter(QUIET[encoder]))  # the x264-params / x265-params option
-    options[key] = ":".join([options[key], *(f"{k}={v}" for k, v in repeatable_params(encoder, w, h).items())])
+    extra = {**repeatable_params(encoder, w, h), **closed_gop_params(encoder, gop)}
+    options[key] = ":".join([options[key], *(f"{k}={v}" for k, v in extra.items())])
     ctx.options = options
     packets: list[Packet] = []
 
@@ -196,8 +206,12 @@ def _bisect(evaluate: Callable[[float], int], lo: float, hi: float, target: int,
 
 
 def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec: str = "h265",
-                    tolerance: float = 0.05, preset: str = "medium", threads: int = 1) -> BaselineResult:
+                    tolerance: float = 0.05, preset: str = "medium", threads: int = 1,
+                    gop: int = 0) -> BaselineResult:
     """Encode `frames` with x265/x264 so that the bytes written are within `tolerance` of `kbps`.
+
+    gop > 0: closed GOPs of `gop` frames (each an independently decodable segment, see
+    `closed_gop_params`); 0: the encoder's own GOP structure.
 
     threads=1 by default because x264's output depends on its thread count: one thread (and
     repeatable_params) makes the bytes, and so the comparison, the same in every run.
@@ -212,7 +226,7 @@ def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec
     def run(opts: dict[str, str]) -> tuple[bytes, list[int], list[Packet]]:
         key = tuple(sorted(opts.items()))
         if key not in cache:
-            cache[key] = _encode(frames, fps, codec, {"preset": preset, "threads": str(threads), **opts})
+            cache[key] = _encode(frames, fps, codec, {"preset": preset, "threads": str(threads), **opts}, gop)
         return cache[key]
 
     def crf_opts(x: float) -> dict[str, str]:
@@ -249,7 +263,8 @@ def encode_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, codec
     params = {"encoder": CODECS[codec][0], "preset": preset, "rate_control": method,
               **({"crf": round(x, 4)} if method == "crf" else {"bitrate_kbps": round(x, 3)}),
               "pix_fmt": "yuv420p", "threads": threads, "encodes": len(cache),
-              **repeatable_params(CODECS[codec][0], *even_size(width, height))}
+              **repeatable_params(CODECS[codec][0], *even_size(width, height)),
+              **({"gop": gop} if gop > 0 else {})}
     return BaselineResult(codec=codec, target_kbps=float(kbps), kbps=rate.kbps(len(stream), n, fps),
                           bytes=len(stream), frame_bytes=frame_bytes, recon=recon, fps=float(fps), n_frames=n,
                           width=width, height=height, stream=stream, packets=packets, params=params, trace=trace,

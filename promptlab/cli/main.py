@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("promptlab.cli.eval", "per-frame LPIPS/PSNR/SSIM/MS-SSIM of two aligned clips"),
     "baseline": ("promptlab.cli.baseline", "H.265/H.264 at a target bitrate on the same frames"),
     "sweep": ("promptlab.cli.sweep", "rate-distortion sweep against H.265, with BD-rate"),
+    "stream": ("promptlab.cli.stream", "prompts and H.265 over network traces with ABR: stalls, LPIPS shown, QoE"),
     "export": ("promptlab.cli.export", "comparison clips, frames, sheets, metrics and a report"),
     "fetch-weights": ("promptlab.cli.fetch_weights", "provision metric weights (LPIPS) offline or online"),
     "doctor": ("promptlab.cli.doctor", "list models, weights, codecs and devices, and what is missing"),

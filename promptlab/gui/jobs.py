@@ -30,6 +30,7 @@ from promptlab.settings import CACHE_POLICIES
 
 DEFAULT_PIPELINE = "promptlab.gui.jobs:lab"
 PREVIEW_PIPELINE = "promptlab.gui.jobs:preview"
+STREAM_PIPELINE = "promptlab.gui.jobs:stream"
 PR_SET_PDEATHSIG = 1            # linux/prctl.h
 PARENT_GONE_EXIT = 75           # exit status of a job whose window went away
 PARENT_POLL_S = 0.5
@@ -102,6 +103,13 @@ def preview(job: Job, cancel: Any, cache_control: Any = None) -> Iterator[Record
     from promptlab.runs.preview import preview as run_preview
 
     yield from run_preview(job.extra["preview"], cancel=cancel)
+
+
+def stream(job: Job, cancel: Any, cache_control: Any = None) -> Iterator[Any]:
+    """The network view's job: the streaming engine (ladders, then every session), as `promptlab stream`."""
+    from promptlab.stream.engine import run_stream
+
+    yield from run_stream(job.extra["stream"], cancel=cancel)
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -184,7 +184,7 @@ class MainWindow(OpeningMixin, QMainWindow):
             "Ctrl+Shift+O": self.open_folder_dialog, "Ctrl+R": self.run, "Escape": self.cancel,
             "B": lambda: self.controls.baseline.toggle(),
             "+": lambda: self.viewer.zoom_step(1), "-": lambda: self.viewer.zoom_step(-1),
-            "0": self.viewer.fit, "Ctrl+E": self.export_dialog,
+            "0": self.viewer.fit, "Ctrl+E": self.export_dialog, "Ctrl+Shift+N": self.open_network_view,
             **{str(k + 1): (lambda m=m: self.set_mode(m)) for k, m in enumerate(MODES)},
         }
         for seq, fn in keys.items():
@@ -539,6 +539,21 @@ class MainWindow(OpeningMixin, QMainWindow):
 
         threading.Thread(target=in_background, daemon=True, name="promptlab-export").start()
         return []
+
+    def open_network_view(self) -> None:
+        """The network view (gui/network_view.py): the open clip, at these settings, over a trace."""
+        from promptlab.gui.network_view import NetworkView, ladder_for
+
+        if not self.state.source:
+            self.show_error("open a clip first: the network view streams the open clip")
+            return
+        try:
+            spec = ladder_for(self.state.source, self.controls.settings(), self.controls.frames.text())
+        except PromptlabError as exc:
+            self.show_error(str(exc))
+            return
+        self.network_view = NetworkView(spec)
+        self.network_view.show()
 
     def screenshot(self, path: str | Path) -> Path:
         from promptlab.io.atomic import atomic_path

@@ -19,7 +19,8 @@ class ModelShape:
 
 
 SD_TURBO = ModelShape()
-MODEL_SHAPES = {"tiny": ModelShape(128, 4, 8), "sd-turbo": SD_TURBO, "sd-turbo-arch": SD_TURBO}
+MODEL_SHAPES = {"tiny": ModelShape(128, 4, 8), "tiny2": ModelShape(128, 32, 8), "sd-turbo": SD_TURBO,
+                "sd-turbo-arch": SD_TURBO}
 NAMES = tuple(MODEL_SHAPES)
 
 

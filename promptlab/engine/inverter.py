@@ -86,9 +86,11 @@ def start_factors(model: Model, settings: Settings, index: int,
         lat = model.parts["encoder"](image.to(model.dtype))
         pu, pv = model.parts["prompt"](lat)
     k = min(settings.rank, pu.shape[-1])
+    # an encoder whose first k factors' product is the guess itself (tiny2's SVD): undo compose's 1/√k
+    gain = settings.rank ** 0.25 if getattr(model.parts["prompt"], "rank_scaled", False) else 1.0
     u, v = 0.1 * u, 0.1 * v
-    u[:, :k] = pu[0, :, :k].float().cpu()
-    v[:k] = pv[0, :k].float().cpu()
+    u[:, :k] = gain * pu[0, :, :k].float().cpu()
+    v[:k] = gain * pv[0, :k].float().cpu()
     return u, v
 
 

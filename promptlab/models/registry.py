@@ -1,6 +1,6 @@
 """Model names -> loaders, and what is available on this machine (for the GUI and `doctor`).
 
-A model is a built-in name (tiny, sd-turbo, sd-turbo-arch), a path to SD-Turbo weights, or a
+A model is a built-in name (tiny, tiny2, sd-turbo, sd-turbo-arch), a path to SD-Turbo weights, or a
 hub id (ORG/NAME) looked up in the local Hugging Face cache (models/sd_files.py).
 """
 
@@ -41,6 +41,10 @@ def load_model(name: str, device: str = "auto", dtype: str = "fp32") -> Model:
         from promptlab.models.tiny import load_tiny
 
         return load_tiny(dev, dt)
+    if name == "tiny2":
+        from promptlab.models.tiny2 import load_tiny2
+
+        return load_tiny2(dev, dt)
     if name == "sd-turbo-arch":
         from promptlab.models.sd_turbo import load_sd_turbo_arch
 
@@ -68,6 +72,14 @@ def check_model(name: str) -> None:
             safetensors_header(path)
         elif path is not None and path != WEIGHTS:
             raise MissingWeightsError(f"PROMPTLAB_TINY points to {path}, which does not exist")
+    elif name == "tiny2":
+        from promptlab.models import taef2
+        from promptlab.models.files import safetensors_header
+
+        for path in (taef2.ENCODER_FILE, taef2.DECODER_FILE):
+            if not path.is_file():
+                raise MissingWeightsError(f"tiny2 needs {path}, which is missing from this install")
+            safetensors_header(path)
     elif name != "sd-turbo-arch":
         from promptlab.models.sd_files import locate
 
@@ -82,6 +94,10 @@ def model_fingerprint(name: str) -> str:
         from promptlab.models.tiny import weights_fingerprint
 
         return weights_fingerprint()
+    if name == "tiny2":
+        from promptlab.models.tiny2 import fingerprint
+
+        return fingerprint()
     if name == "sd-turbo-arch":
         from promptlab.models.sd_turbo import arch_fingerprint
 
@@ -109,6 +125,11 @@ def available_models() -> list[tuple[str, bool, str]]:
         out.append(("tiny", True, weights_info()))
     except PromptlabError as exc:
         out.append(("tiny", False, str(exc)))
+    try:
+        check_model("tiny2")
+        out.append(("tiny2", True, "built in: TAEF2's pretrained decoder, prompt = low-rank latent code"))
+    except PromptlabError as exc:
+        out.append(("tiny2", False, str(exc)))
     loc = locate()
     out.append(("sd-turbo", loc.ok, f"loads from {loc.source}" if loc.ok else "; ".join(loc.invalid + loc.missing)))
     out.append(("sd-turbo-arch", True, "architecture only (random weights), for benchmarks"))

@@ -64,7 +64,7 @@ def test_sd_turbo_without_files_says_what_is_missing(tmp_path: Path, monkeypatch
     msg = str(err.value)
     assert "\n" not in msg and "PROMPTLAB_SD_TURBO" in msg and "TAESD" in msg
     avail = dict((name, ok) for name, ok, _ in available_models())
-    assert avail == {"tiny": True, "sd-turbo": False, "sd-turbo-arch": True}
+    assert avail == {"tiny": True, "tiny2": True, "sd-turbo": False, "sd-turbo-arch": True}
 
 
 def test_model_path_that_is_not_weights(tmp_path: Path) -> None:

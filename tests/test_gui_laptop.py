@@ -107,7 +107,9 @@ def test_a_long_path_fits_a_laptop_screen(qtbot, win, tmp_path):
     shown = label.shown_text()
     assert "…" in shown and shown.endswith(label.full_text()[-5:])
     # the model drop-down shows the model's name
-    assert win.controls.model.currentText().startswith("tiny")
+    box = win.controls.model
+    assert box.currentText() == "tiny" and "available" in box.toolTip()  # the name, whole; the why in the tip
+    assert box.fontMetrics().horizontalAdvance(box.currentText()) < box.width() - 20
     win.resize(1280, 720)
     qtbot.waitUntil(lambda: win.width() == 1280, timeout=5_000)
     assert outside(win) == []

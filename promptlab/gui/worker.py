@@ -98,8 +98,10 @@ class JobRunner(QObject):
             self._proc, self._inbox, self._queue, self._cancel, self._live = spare[:5]
             self.set_cache(s.cache, s.cache_threshold)
             self._inbox.put(job)
-            if self._keep is not None:
-                self.prepare(self._keep)  # the next move of a drag finds a warm process too
+            if self._keep is not None and spare[5].is_set():
+                # the next move of a drag finds a warm process too; one still warming took this job,
+                # so none starts beside it (two imports at once would slow the job on two cores)
+                self.prepare(self._keep)
         else:
             if spare is not None:
                 self._stop_spare(spare)

@@ -78,6 +78,7 @@ class JobRunner(QObject):
         self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live, ready, warm)
         self._keep: tuple[str, str, str, int] | None = None  # keep_spare's model: replace a spare a job takes
         self._closed = False             # close() ran: no spare is started any more
+        self._taken: tuple[Any, ...] | None = None  # the spare the running job took, kept alive with it
         self._inbox: Any = None
         self.jobs_started = 0            # tests use this to prove a cached result ran no job
         self._timer = QTimer(self)
@@ -94,7 +95,9 @@ class JobRunner(QObject):
         s = job.run.settings
         spare, self._spare = self._spare, None
         if spare is not None and spare[0].is_alive():
-            # the inbox stays referenced while the child may still be unpickling it (spawn)
+            # all of it (the ready event too) stays referenced while the child may still be unpickling
+            # it (spawn): a synchronisation object collected here is gone for the child
+            self._taken = spare
             self._proc, self._inbox, self._queue, self._cancel, self._live = spare[:5]
             self.set_cache(s.cache, s.cache_threshold)
             self._inbox.put(job)
@@ -129,6 +132,7 @@ class JobRunner(QObject):
                 return
             self._spare = None  # warm for another model: its load would be wasted on the next job
             spare[0].terminate()
+            spare[0].join(1.0)  # gone before its synchronisation objects are
         inbox, q, cancel, ready = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event(), self._ctx.Event()
         live = shared_cache_values(self._ctx, CACHE_POLICIES[0], 0.0)
         proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid(), warm, ready),
@@ -235,5 +239,5 @@ class JobRunner(QObject):
         self._timer.stop()
         if self._proc is not None:
             self._proc.join(1.0)
-        self._proc = self._queue = self._cancel = self._live = self._inbox = None
+        self._proc = self._queue = self._cancel = self._live = self._inbox = self._taken = None
         self.finished.emit(outcome)

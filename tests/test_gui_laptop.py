@@ -107,7 +107,9 @@ def test_a_long_path_fits_a_laptop_screen(qtbot, win, tmp_path):
     shown = label.shown_text()
     assert "…" in shown and shown.endswith(label.full_text()[-5:])
     # the model drop-down shows the model's name
-    assert win.controls.model.currentText().startswith("tiny")
+    box = win.controls.model
+    assert box.currentText() == "tiny" and "available" in box.toolTip()  # the name, whole; the why in the tip
+    assert box.fontMetrics().horizontalAdvance(box.currentText()) < box.width() - 20
     win.resize(1280, 720)
     qtbot.waitUntil(lambda: win.width() == 1280, timeout=5_000)
     assert outside(win) == []
@@ -264,3 +266,49 @@ def test_window_size_option(capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("promptlab gui: error: argument --window")
+
+
+def test_cancel_says_what_it_left_through_views_playback_and_another_clip(qtbot, win):
+    """A user's evening in one window (fake job, real window): a run cancelled after some frames
+    while they switch views and play, one cancelled before its first frame, one dropped by
+    opening another clip. Each time the status says what is on screen, the bar is reset, and
+    partial frames wear PARTIAL on the viewer and the plots; a new run takes the mark away."""
+    from promptlab.gui.viewer import MODES
+
+    open_and_wait(qtbot, win, SKY, n=3)
+    win.pipeline = "test_gui_fakes:slow_pipeline"
+    assert win.run()
+    qtbot.waitUntil(lambda: len(win.viewer.recon) >= 2, timeout=60_000)
+    assert win.viewer.mark_label.mark == ""  # a run in progress is not marked: it is the current settings
+    for mode in MODES:
+        win.set_mode(mode)
+    win.set_mode("side")
+    win.transport.toggle_play()
+    assert win.transport.playing() and win.controls.progress.value() >= 0
+    with qtbot.waitSignal(win.jobDone, timeout=30_000) as sig:
+        win.cancel()
+    assert sig.args[0] == "cancelled"
+    n = len(win.state.rows)
+    status = win.controls.status.text()
+    assert n >= 2 and status.startswith(f"cancelled: the {n} frames shown are partial") and "not saved" in status
+    assert win.controls.progress.value() == 0
+    assert win.viewer.mark_label.mark == "PARTIAL" and "PARTIAL" in win.plots.mark_label.text()
+    assert win.plots.mark_label.isVisible() and win.viewer.mark_label.isVisible()
+    win.transport.toggle_play()
+    # cancelled before the job yields a frame: nothing is shown, and the status does not claim any
+    assert win.run()
+    assert win.viewer.mark_label.mark == ""  # the new run cleared the partial frames and their mark
+    with qtbot.waitSignal(win.jobDone, timeout=60_000) as sig:
+        win.cancel()
+    assert sig.args[0] == "cancelled"
+    assert not win.state.rows and win.controls.status.text().startswith("cancelled before any frame")
+    assert "partial" not in win.controls.status.text() and win.viewer.mark_label.mark == ""
+    assert win.controls.progress.value() == 0
+    # another clip opened mid-run: the job is dropped, nothing of it stays, the bar is reset
+    assert win.run()
+    qtbot.waitUntil(lambda: len(win.viewer.recon) >= 1, timeout=60_000)
+    with qtbot.waitSignal(win.jobDone, timeout=60_000):
+        open_and_wait(qtbot, win, SKY, n=2)
+    qtbot.waitUntil(lambda: not win.runner.busy(), timeout=30_000)
+    assert "another source was opened" in win.controls.status.text()
+    assert win.controls.progress.value() == 0 and not win.state.rows and win.viewer.mark_label.mark == ""

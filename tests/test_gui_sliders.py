@@ -221,3 +221,30 @@ def test_rapid_drags_leave_at_most_one_running_job(qtbot, win):
     assert started < moves / 4, (started, moves)  # superseded, never one job per move
     qtbot.waitUntil(lambda: not win.runner.busy() and not win.tuner.pending, timeout=300_000)
     qtbot.waitUntil(lambda: _job_children(win) == 0, timeout=10_000)  # only the idle spare is left
+
+
+@pytest.mark.slow
+def test_every_move_of_a_drag_finds_a_warm_job_process(qtbot, win):
+    """The design behind a preview in under a second, tested without timing it: each slider
+    move's preview runs in a job process that was started, had its imports done and its model
+    loaded before the move; and while that preview runs the next one is already warming, so the
+    second move of a drag (whose first preview took the spare) does not pay for a process start."""
+    assert run_and_wait(qtbot, win) == "finished", win.state.last_error
+    win.tuner.set_delays(30, 3_600_000)  # previews only: no fit starts on its own
+    runner = win.runner
+    ran_in: list[int | None] = []  # the process each preview started in, as it started
+    win.tuner.started.connect(lambda kind: ran_in.append(runner.job_pid()))
+    for move in (1, 2, 3):
+        qtbot.waitUntil(runner.spare_ready, timeout=180_000)
+        warm = runner.spare_pid()
+        _drag(qtbot, win, win.controls.rank, Qt.Key.Key_Left if move % 2 else Qt.Key.Key_Right)
+        qtbot.waitUntil(lambda m=move: win.tuner.started_jobs["preview"] == m, timeout=60_000)
+        assert ran_in[-1] == warm, move                            # the preview ran in the warm process
+        assert runner.spare_pid() not in (None, warm), move        # and the next one is on its way
+        if move == 2:
+            qtbot.waitUntil(lambda: not runner.busy(), timeout=180_000)
+    qtbot.waitUntil(lambda: not runner.busy(), timeout=180_000)
+    assert win.state.previewing and win.viewer.mark_label.mark == "PREVIEW"
+    assert win.controls.status.text().startswith("PREVIEW")
+    assert win.tuner.started_jobs["refine"] == 0
+    qtbot.waitUntil(lambda: _job_children(win) == 0, timeout=10_000)  # one spare waits, nothing else

@@ -77,3 +77,24 @@ def test_keys_and_staleness_follow_the_settings_and_the_source(tmp_path):
     st.stream, st.source = str(tmp_path / "a.plab"), None
     assert st.current_key() is None  # a bare stream's runs are never stored
 
+
+
+def test_the_mark_says_why_what_is_shown_is_not_a_fit_of_these_settings(tmp_path):
+    src = tmp_path / "clip"
+    src.mkdir()
+    (src / "00000.png").write_bytes(b"x")
+    st = LabState(settings=Settings(size=64), source=str(src))
+    assert st.mark() == ""                       # nothing shown
+    for rec in _run():
+        st.apply(rec)
+    st.shown_key = st.current_key()
+    assert st.mark() == ""                       # a fit of these settings
+    st.settings = st.settings.replace(rank=3)
+    assert st.mark() == "STALE"
+    st.clear_results()
+    st.partial = True                            # a cancelled run's first frames
+    assert st.mark() == "PARTIAL"
+    st.previewing = True                         # a preview says so first
+    assert st.mark() == "PREVIEW"
+    st.clear_results()
+    assert st.mark() == "" and not st.partial and not st.previewing

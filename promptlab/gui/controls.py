@@ -77,6 +77,8 @@ class Controls(QWidget):
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.setMinimumContentsLength(MODEL_BOX_CHARS)
         self._fill_models()
+        self.model.currentIndexChanged.connect(self._model_tip)
+        self._model_tip(self.model.currentIndex())
         self.model.view().setMinimumWidth(self.model.view().sizeHintForColumn(0) + 24)
         self.frames = QLineEdit()
         self.frames.setPlaceholderText("all frames (or A:B)")
@@ -141,11 +143,15 @@ class Controls(QWidget):
         except Exception as exc:  # noqa: BLE001 - the list is informative only
             models = [("tiny", True, f"built in (registry failed: {exc})")]
         for name, ok, reason in models:
-            self.model.addItem(f"{name} — {'available' if ok else 'unavailable'}: {reason}"[:90], name)
+            # the name alone, so the closed box shows it whole; why and which weights: its tooltip
+            self.model.addItem(name if ok else f"{name} (unavailable)", name)
             idx = self.model.count() - 1
-            self.model.setItemData(idx, reason, 3)  # Qt.ToolTipRole
+            self.model.setItemData(idx, f"{name}: {'available' if ok else 'unavailable'}: {reason}", 3)  # ToolTipRole
             if not ok:
                 self.model.model().item(idx).setEnabled(False)
+
+    def _model_tip(self, i: int) -> None:
+        self.model.setToolTip(str(self.model.itemData(i, 3) or ""))
 
     def _build(self) -> None:
         form = QFormLayout()
@@ -199,8 +205,9 @@ class Controls(QWidget):
         self.first_iters.setValue(s.first_iters)
         i = self.model.findData(s.model)
         if i < 0:  # a path or hub id (--model, a saved session): offered as it is, so it runs and is saved
-            self.model.addItem(f"{s.model} — SD-Turbo weights given by path or hub id"[:90], s.model)
+            self.model.addItem(s.model, s.model)
             i = self.model.count() - 1
+            self.model.setItemData(i, f"{s.model}: SD-Turbo weights given by path or hub id", 3)
         self.model.setCurrentIndex(i)
         self.cache.setValue(s.cache)
         self.cache_threshold.setValue(s.cache_threshold)

@@ -158,10 +158,11 @@ def run_job(job: Job, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | Non
 
 
 def serve_job(inbox: Any, queue: Any, cancel: Any, live_cache: tuple[Any, Any] | None = None,
-              parent_pid: int | None = None, warm: tuple[str, str, str, int] | None = None) -> None:
-    """A spare job process: started while the window is idle, it pays for the process start, the
-    heavy imports and (`warm`: model, device, dtype, threads) the model's load before any job is
-    known, then runs the one job it is handed (None: exit)."""
+              parent_pid: int | None = None, warm: tuple[str, str, str, int] | None = None,
+              ready: Any = None) -> None:
+    """A spare job process: started ahead of its job, it pays for the process start, the heavy
+    imports and (`warm`: model, device, dtype, threads) the model's load before any job is known,
+    sets `ready` (an mp.Event) and runs the one job it is handed (None: exit)."""
     if parent_pid is not None:
         die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -174,6 +175,8 @@ def serve_job(inbox: Any, queue: Any, cancel: Any, live_cache: tuple[Any, Any] |
         _limit_threads(warm[3])
         with contextlib.suppress(Exception):  # a model that cannot load fails in the job, where it is reported
             preload(*warm[:3])
+    if ready is not None:
+        ready.set()
     job = inbox.get()
     if job is not None:
         run_job(job, queue, cancel, live_cache)

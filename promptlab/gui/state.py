@@ -14,10 +14,11 @@ from promptlab.runs.records import FrameResult, Record, Scoring, Summary
 from promptlab.settings import Settings
 
 FrameRange = tuple[int, int | None]
-MARK_PREVIEW, MARK_STALE = "PREVIEW", "STALE"
+MARK_PREVIEW, MARK_STALE, MARK_PARTIAL = "PREVIEW", "STALE", "PARTIAL"
 # how each mark is drawn, on the banner, the viewer and the plots alike: background, then what it says
 MARKS = {MARK_PREVIEW: ("#1d4f7a", "PREVIEW — a transcode of the fitted stream, not a fit of these settings"),
-         MARK_STALE: ("#664400", "STALE — fitted for other settings: Run (Ctrl+R) to update")}
+         MARK_STALE: ("#664400", "STALE — fitted for other settings: Run (Ctrl+R) to update"),
+         MARK_PARTIAL: ("#5a2d6a", "PARTIAL — a cancelled run's first frames, not saved: Run (Ctrl+R) to finish")}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class LabState:
     shown_key: str | None = None              # results-cache name of the result shown (None: none, or partial)
     running_key: str | None = None
     fitted_stream: str | None = None          # the fitted stream behind what is shown: what a preview transcodes
+    partial: bool = False                     # the frames shown are a cancelled run's (never saved)
     previewing: bool = False                  # the frames shown are a preview (transcoded, not fitted)
     abandoned: bool = False                   # the running job's records no longer belong to the window
     last_error: str = ""
@@ -67,6 +69,8 @@ class LabState:
         fitted stream, decoded without a fit), "STALE" (fitted, but for other settings) or ""."""
         if self.previewing:
             return MARK_PREVIEW
+        if self.partial:
+            return MARK_PARTIAL
         return MARK_STALE if self.is_stale() else ""
 
     def clear_results(self) -> None:
@@ -74,7 +78,7 @@ class LabState:
         self.rows, self.base_rows = {}, {}
         self.summary = self.baseline = None
         self.shown_key = None
-        self.previewing = False
+        self.previewing = self.partial = False
 
     def apply(self, rec: Record) -> None:
         """Remember what a record says about the result shown (records it does not concern are ignored)."""

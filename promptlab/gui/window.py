@@ -385,13 +385,31 @@ class MainWindow(OpeningMixin, QMainWindow):
             self.controls.status.setText(summary_text(st.summary, st.baseline, FITTED))
         elif outcome == "cancelled":
             self.controls.progress.setValue(0)
-            self.controls.status.setText("cancelled — the partial results shown are not saved; Run (Ctrl+R) starts again")
+            self.controls.status.setText(self._cancelled_text(background=held is not None))
         else:
             self.controls.progress.setValue(0)
         self._update_marks()
-        if self.can_preview():
-            self.runner.prepare(self._warm())  # a slider's preview will not wait for a process start
+        self._keep_warm()
         self.jobDone.emit(outcome)
+
+    def _keep_warm(self) -> None:
+        """While the sliders can preview, a warm job process always waits (worker.keep_spare): a
+        slider move's preview never pays for a process start or a model load, not even the second
+        move of a drag, whose first preview (or the fit after a rest) took the last spare."""
+        self.runner.keep_spare(self._warm() if self.can_preview() else None)
+
+    def _cancelled_text(self, background: bool) -> str:
+        """What a cancel left on screen: the preview (its fit stopped), a run's first frames, or nothing."""
+        st = self.state
+        n = len(st.rows)
+        if background and st.previewing:
+            return summary_text(st.summary, st.baseline, PREVIEWED) + " — the fit at these settings was cancelled"
+        if st.previewing:
+            return f"preview cancelled: {n} frames of the transcode shown, nothing saved"
+        if n:
+            st.partial = True
+            return f"cancelled: the {n} frames shown are partial and not saved; Run (Ctrl+R) starts again"
+        return "cancelled before any frame: nothing shown, nothing saved; Run (Ctrl+R) starts again"
 
     def show_result(self, res: Result) -> None:
         """Display a stored result exactly as a live run would have: its records, replayed."""
@@ -402,8 +420,8 @@ class MainWindow(OpeningMixin, QMainWindow):
         self.viewer.refresh()
         self.state.shown_key = res.key
         self._remember_fitted(res.key)
-        if self.can_preview() and not self.runner.busy():
-            self.runner.prepare(self._warm())
+        if not self.runner.busy():
+            self._keep_warm()
         self.banner.setVisible(False)
         self._settings_changed()
 

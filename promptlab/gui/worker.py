@@ -4,8 +4,10 @@ The child (jobs.run_job) does all torch work and sends the run service's typed r
 window's event loop only ever unpickles them. A QTimer drains the queue with a time budget per tick; cancel sets an
 mp.Event the engines check every iteration; close() stops the child cleanly (then firmly).
 The child is given this process's pid and ends itself when this process is gone (jobs.die_with_parent).
-`prepare()` starts a spare child ahead of time (jobs.serve_job: imports done, waiting for its
-job), so the next job, typically a slider's preview, does not wait for a process start; every
+`prepare()` starts a spare child ahead of time (jobs.serve_job: imports done and the model
+loaded, waiting for its job), so the next job, typically a slider's preview, does not wait for
+a process start; `keep_spare(warm)` has a new spare started as soon as a job takes the spare, so
+every slider move of a drag (whose preview or fit the next move cancels) finds one warm. Every
 job still runs in a process of its own that ends with it.
 """
 
@@ -73,7 +75,10 @@ class JobRunner(QObject):
         self._cancel: Any = None
         self._live: Any = None
         self._outcome: str | None = None
-        self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live) waiting for a job
+        self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live, ready, warm)
+        self._keep: tuple[str, str, str, int] | None = None  # keep_spare's model: replace a spare a job takes
+        self._closed = False             # close() ran: no spare is started any more
+        self._taken: tuple[Any, ...] | None = None  # the spare the running job took, kept alive with it
         self._inbox: Any = None
         self.jobs_started = 0            # tests use this to prove a cached result ran no job
         self._timer = QTimer(self)
@@ -90,10 +95,16 @@ class JobRunner(QObject):
         s = job.run.settings
         spare, self._spare = self._spare, None
         if spare is not None and spare[0].is_alive():
-            # the inbox stays referenced while the child may still be unpickling it (spawn)
-            self._proc, self._inbox, self._queue, self._cancel, self._live = spare
+            # all of it (the ready event too) stays referenced while the child may still be unpickling
+            # it (spawn): a synchronisation object collected here is gone for the child
+            self._taken = spare
+            self._proc, self._inbox, self._queue, self._cancel, self._live = spare[:5]
             self.set_cache(s.cache, s.cache_threshold)
             self._inbox.put(job)
+            if self._keep is not None and spare[5].is_set():
+                # the next move of a drag finds a warm process too; one still warming took this job,
+                # so none starts beside it (two imports at once would slow the job on two cores)
+                self.prepare(self._keep)
         else:
             if spare is not None:
                 self._stop_spare(spare)
@@ -113,18 +124,40 @@ class JobRunner(QObject):
     def prepare(self, warm: tuple[str, str, str, int] | None = None) -> None:
         """Have a spare job process ready for the next start(): imports done and, given `warm`
         (model, device, dtype, threads), that model loaded."""
-        if self._spare is not None and self._spare[0].is_alive():
+        if self._closed:
             return
-        inbox, q, cancel = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event()
+        spare = self._spare
+        if spare is not None and spare[0].is_alive():
+            if spare[6] == warm:
+                return
+            self._spare = None  # warm for another model: its load would be wasted on the next job
+            spare[0].terminate()
+            spare[0].join(1.0)  # gone before its synchronisation objects are
+        inbox, q, cancel, ready = self._ctx.Queue(), self._ctx.Queue(), self._ctx.Event(), self._ctx.Event()
         live = shared_cache_values(self._ctx, CACHE_POLICIES[0], 0.0)
-        proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid(), warm), daemon=True,
-                                 name="promptlab-job-spare")
+        proc = self._ctx.Process(target=serve_job, args=(inbox, q, cancel, live, os.getpid(), warm, ready),
+                                 daemon=True, name="promptlab-job-spare")
         with _no_main_reimport():
             proc.start()
-        self._spare = (proc, inbox, q, cancel, live)
+        self._spare = (proc, inbox, q, cancel, live, ready, warm)
+
+    def keep_spare(self, warm: tuple[str, str, str, int] | None) -> None:
+        """While set (the sliders can preview), a job that takes the spare has a new one started
+        at once, warm for `warm`'s model; None: no replacement (the spare in hand stays)."""
+        self._keep = warm
+        if warm is not None and not self.busy():
+            self.prepare(warm)
 
     def spare_pid(self) -> int | None:
         return self._spare[0].pid if self._spare is not None else None
+
+    def spare_ready(self) -> bool:
+        """A spare waits with its imports done and its model loaded."""
+        spare = self._spare
+        return spare is not None and spare[0].is_alive() and spare[5].is_set()
+
+    def job_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @staticmethod
     def _stop_spare(spare: tuple[Any, ...]) -> None:
@@ -150,6 +183,7 @@ class JobRunner(QObject):
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the job for good (window closing): cancel, wait, then terminate if need be; and the spare."""
+        self._closed, self._keep = True, None
         spare, self._spare = self._spare, None
         if spare is not None:
             self._stop_spare(spare)
@@ -205,5 +239,5 @@ class JobRunner(QObject):
         self._timer.stop()
         if self._proc is not None:
             self._proc.join(1.0)
-        self._proc = self._queue = self._cancel = self._live = self._inbox = None
+        self._proc = self._queue = self._cancel = self._live = self._inbox = self._taken = None
         self.finished.emit(outcome)

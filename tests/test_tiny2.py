@@ -90,3 +90,11 @@ def test_encode_decode_round_trip(tmp_path):
     frames = tmp_path / "frames"
     assert main(["decode", str(out), "-o", str(frames), "--quiet"]) == 0
     assert len(list(frames.glob("*.png"))) == 3
+
+
+def test_the_tiny2_refine_preset_loads():
+    from promptlab.settings import Settings, list_presets, load_preset
+
+    assert "tiny2-refine" in list_presets()
+    s = load_preset("tiny2-refine", Settings(model="tiny2"))
+    assert (s.model, s.lr, s.first_iters, s.iters, s.rank, s.interval, s.bits) == ("tiny2", 0.01, 20, 10, 8, 20, 3)

@@ -65,7 +65,6 @@ class JobRunner(QObject):
         self._queue: Any = None
         self._cancel: Any = None
         self._live: Any = None
-        self._t0 = 0.0
         self._outcome: str | None = None
         self._spare: tuple[Any, ...] | None = None  # (process, inbox, queue, cancel, live) waiting for a job
         self._inbox: Any = None
@@ -99,7 +98,6 @@ class JobRunner(QObject):
             with _no_main_reimport():
                 self._proc.start()
         self.jobs_started += 1
-        self._t0 = time.monotonic()
         self._outcome = None
         self._timer.start()
         self.progress.emit(0.0, "starting the job process", -1.0)
@@ -189,10 +187,8 @@ class JobRunner(QObject):
 
     def _handle(self, rec: object) -> None:
         if isinstance(rec, Progress):
-            f = float(rec.fraction)
-            el = time.monotonic() - self._t0
-            eta = el * (1 - f) / f if f > 0.01 else -1.0
-            self.progress.emit(f, rec.text, eta)
+            eta = -1.0 if rec.eta_s is None else float(rec.eta_s)  # the core's, from measured costs
+            self.progress.emit(float(rec.fraction), rec.text, eta)
         elif isinstance(rec, JobEnded):
             self._outcome = rec.outcome
             if rec.outcome == "error":

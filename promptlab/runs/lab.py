@@ -20,6 +20,7 @@ import numpy as np
 from promptlab.device import set_threads
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
+from promptlab.runs.eta import DECODE_FRAME, ENCODE_FRAME, ITERATION, Clock, Eta
 from promptlab.runs.records import (
     PROMPTLAB,
     Encoded,
@@ -106,12 +107,15 @@ def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: floa
                    severe_frames=s["severe_count"], gen_ms=float(np.mean(gen)) if gen else None, extra=extra)
 
 
-def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Iterator[Record]:
+def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None,
+            clock: Clock = time.perf_counter) -> Iterator[Record]:
     """Yield the run's records; the last is Summary (and Saved / the baseline's Summary after it).
 
     `cache_control`: the decoder's generation cache (an engine CacheControl the caller may switch
-    while decoding); default: the settings' policy.
+    while decoding); default: the settings' policy. `clock`: seconds, for `Progress.eta_s`
+    (runs/eta.py; tests pass a fake one).
     """
+    eta = Eta(clock)
     set_threads(spec.settings.threads)  # the decode of a stored stream too, not only the encode
     cache = ResultsCache(spec.cache_root)
     stored = cache.load(spec.key) if spec.key and cache.has(spec.key, baseline=bool(spec.baseline)) else None
@@ -127,8 +131,8 @@ def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None) -> Ite
         stream = cache.path(spec.key) / "stream.plab"
         share = 0.0 if stream.is_file() else ENCODE_SHARE
         if share:
-            yield from _encode(spec, cache, stream, scorer, cancel)
-    rows, recon, summary = yield from _decode(spec, stream, scorer, cancel, share, cache_control)
+            yield from _encode(spec, cache, stream, scorer, cancel, eta)
+    rows, recon, summary = yield from _decode(spec, stream, scorer, cancel, share, cache_control, eta)
     yield summary
     check_cancel(cancel)
     if spec.key:
@@ -189,8 +193,12 @@ def _originals(spec: RunSpec) -> list[np.ndarray] | None:
     return list(read_frames(spec.source, frames=spec.frames, size=s.size, crop=s.crop))
 
 
-def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any) -> Iterator[Record]:
-    """Fit prompts; the encoder's own reconstructions are scored and shown as they come."""
+def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any, eta: Eta) -> Iterator[Record]:
+    """Fit prompts; the encoder's own reconstructions are scored and shown as they come.
+
+    The ETA counts what is left: iterations of the budgets (an early stop only shortens it), the
+    encoder's frames, and the receiver's decode of every frame.
+    """
     from promptlab.engine.encoder import encode
 
     s = spec.settings
@@ -198,24 +206,39 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
     work.parent.mkdir(parents=True, exist_ok=True)
     yield Stage("encode", "fitting prompts (inversion)")
     budgets: list[int] = []
-    done = 0
+    done = cur = last_it = n_frames = encoded = 0
+
+    def left() -> float | None:
+        return eta.remaining(**{ITERATION: sum(budgets) - cur, ENCODE_FRAME: n_frames - encoded,
+                                DECODE_FRAME: n_frames})
+
     for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True):
         if isinstance(rec, engine_records.Started):
             budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
-            done = sum(budgets[: rec.resumed_keyframes])
+            done = cur = sum(budgets[: rec.resumed_keyframes])
+            n_frames = rec.n_frames
+            eta.restart()  # loading the model and the clip is not the run's per-unit work
             yield rec
         elif isinstance(rec, engine_records.Iteration):
-            cur = done + min(rec.iteration, rec.iterations)
+            it = min(rec.iteration, rec.iterations)
+            eta.charge(ITERATION, it - last_it if it > last_it else it)
+            last_it, cur = it, done + it
             yield Progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
                            f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
-                           f"  loss {rec.loss:.4f}")
+                           f"  loss {rec.loss:.4f}", eta_s=left())
         elif isinstance(rec, engine_records.KeyframeDone):
-            done = sum(budgets[: rec.keyframe + 1])
+            eta.charge(ITERATION, 0)  # writing the record: not a unit of anything
+            done = cur = sum(budgets[: rec.keyframe + 1])
+            last_it = 0
             yield KeyframeFitted(rec.keyframe, list(rec.frames), rec.record_bytes, rec.loss)
-            yield Progress(ENCODE_SHARE * done / max(1, sum(budgets)), f"keyframe {rec.keyframe + 1}/{len(budgets)} done")
+            yield Progress(ENCODE_SHARE * done / max(1, sum(budgets)), f"keyframe {rec.keyframe + 1}/{len(budgets)} done",
+                           eta_s=left())
         elif isinstance(rec, engine_records.Frame):
-            yield scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
+            row = scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
                                keyframe=rec.keyframe, reused=float(rec.reused))
+            encoded += 1
+            eta.charge(ENCODE_FRAME)
+            yield row
         elif isinstance(rec, engine_records.Done):
             yield Encoded(rec.total_bytes, rec.kbps, rec.kbps_without_init, rec.elapsed)
     stream.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +250,7 @@ def cache_label(policy: str, threshold: float) -> str:
     return f"lossy {threshold:g}" if policy == "lossy" else policy
 
 
-def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: float, control: Any):
+def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: float, control: Any, eta: Eta):
     """Generate every frame as the receiver does and score it; returns (rows, recon, summary)."""
     from promptlab.engine.cache import CacheControl
     from promptlab.engine.decoder import decode
@@ -248,6 +271,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
         if isinstance(rec, engine_records.Started):
             started = rec
             n = max(1, rec.n_frames)
+            eta.restart()
             yield rec
         elif isinstance(rec, engine_records.Frame):
             label = cache_label(control.policy, control.threshold)
@@ -257,8 +281,10 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
                                keyframe=rec.keyframe, reused=float(rec.reused))
             rows.append(row)
             images.append(rec.image)
+            eta.charge(DECODE_FRAME)
             yield row
-            yield Progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}")
+            yield Progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}",
+                           eta_s=eta.remaining(**{DECODE_FRAME: n - len(rows)}))
         elif isinstance(rec, engine_records.Done):
             done = rec
         check_cancel(cancel)

@@ -43,6 +43,7 @@ class Stage:
 class Progress:
     fraction: float           # 0..1 over the whole run
     text: str
+    eta_s: float | None = None  # seconds left, from this run's measured unit costs (runs/eta.py); None: not known yet
 
 
 @dataclass

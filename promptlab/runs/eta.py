@@ -15,10 +15,11 @@ from collections.abc import Callable
 ITERATION = "iteration"          # one optimiser step of a keyframe's fit
 ENCODE_FRAME = "encode_frame"    # the encoder regenerates and scores one frame
 DECODE_FRAME = "decode_frame"    # the receiver generates and scores one frame
+DRAFT_FRAME = "draft_frame"      # a first answer: one frame from the prompt encoder's guess, scored
 
 # a kind not measured yet borrows the cost of one that costs the same work (the receiver runs
 # the encoder's generator and the same scoring)
-STAND_IN = {DECODE_FRAME: ENCODE_FRAME, ENCODE_FRAME: DECODE_FRAME}
+STAND_IN = {DECODE_FRAME: ENCODE_FRAME, ENCODE_FRAME: DECODE_FRAME, DRAFT_FRAME: ENCODE_FRAME}
 
 Clock = Callable[[], float]
 

@@ -20,7 +20,7 @@ import numpy as np
 from promptlab.device import set_threads
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
-from promptlab.runs.eta import DECODE_FRAME, ENCODE_FRAME, ITERATION, Clock, Eta
+from promptlab.runs.eta import DECODE_FRAME, DRAFT_FRAME, ENCODE_FRAME, ITERATION, Clock, Eta
 from promptlab.runs.records import (
     PROMPTLAB,
     Encoded,
@@ -54,6 +54,7 @@ class RunSpec:
     maps: bool = False                        # LPIPS spatial maps per frame (the GUI's difference view)
     vmaf: bool = False                        # also VMAF per frame (needs the vmaf extra)
     cache_root: str | None = None             # results cache folder (default: the user's cache)
+    first_answer: bool = True                 # show each segment from the prompt encoder's guess before its fit
 
     def __post_init__(self) -> None:
         if self.key is None and self.source and not self.stream:
@@ -206,13 +207,14 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
     work.parent.mkdir(parents=True, exist_ok=True)
     yield Stage("encode", "fitting prompts (inversion)")
     budgets: list[int] = []
-    done = cur = last_it = n_frames = encoded = 0
+    done = cur = last_it = n_frames = encoded = drafted = 0  # drafts come first, so once seen they are counted
 
     def left() -> float | None:
         return eta.remaining(**{ITERATION: sum(budgets) - cur, ENCODE_FRAME: n_frames - encoded,
-                                DECODE_FRAME: n_frames})
+                                DRAFT_FRAME: n_frames - drafted if drafted else 0, DECODE_FRAME: n_frames})
 
-    for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True):
+    for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True,
+                      first_answer=spec.first_answer):
         if isinstance(rec, engine_records.Started):
             budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
             done = cur = sum(budgets[: rec.resumed_keyframes])
@@ -235,9 +237,13 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
                            eta_s=left())
         elif isinstance(rec, engine_records.Frame):
             row = scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
-                               keyframe=rec.keyframe, reused=float(rec.reused))
-            encoded += 1
-            eta.charge(ENCODE_FRAME)
+                               keyframe=rec.keyframe, reused=float(rec.reused), draft=rec.draft)
+            if rec.draft:
+                drafted += 1
+                eta.charge(DRAFT_FRAME)
+            else:
+                encoded += 1
+                eta.charge(ENCODE_FRAME)
             yield row
         elif isinstance(rec, engine_records.Done):
             yield Encoded(rec.total_bytes, rec.kbps, rec.kbps_without_init, rec.elapsed)

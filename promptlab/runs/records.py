@@ -69,6 +69,7 @@ class FrameResult:
     ssim: float | None = None
     ms_ssim: float | None = None
     vmaf: float | None = None   # only when the run asked for VMAF
+    draft: bool = False         # an encode frame's first answer (prompt encoder, no iterations); its fitted frame replaces it
     image: np.ndarray | None = field(default=None, repr=False)
     lpips_map: np.ndarray | None = field(default=None, repr=False)
 

@@ -104,3 +104,24 @@ def test_channels_last_copy_gives_the_same_frames_and_leaves_the_original_alone(
     _, _, ctx, _, z = segment_inputs(m, 32, 3)
     with torch.no_grad():
         assert (forward(cm, z, ctx)[1] - forward(m, z, ctx)[1]).abs().max() <= 1e-4
+
+
+def test_diffusers_side_applies_token_positions_and_the_latent_readout() -> None:
+    """The built-in model's token positions and latent read-out wrap the UNet in `Model.unet`; the
+    pipeline side must wrap it the same way or the ratio compares different computations."""
+    from test_train_tiny import mini_config
+
+    from promptlab.bench.run import bench_generation
+    from promptlab.models.tiny import build_trained, trained_model
+
+    cfg = mini_config()
+    cfg["parts"] = {**cfg["parts"], "token_positions": True, "latent_readout": True}
+    m = trained_model(build_trained(cfg, seed=2), cfg, "mini", torch.device("cpu"), torch.float32)
+    assert m.token_positions is not None and m.latent_readout is not None
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # trained values, not the zeros they start at (zeros would hide a missing wrap)
+        for mod in (m.token_positions, m.latent_readout):
+            for p in mod.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    r = bench_generation(m, 64, 3, 1, 0.05)
+    assert r["diffusers_max_abs_diff"]["none"] < 1e-3

@@ -66,21 +66,41 @@ def build_pipeline(model: Model) -> Any:
 
 @contextlib.contextmanager
 def eps_parameterisation(model: Model) -> Iterator[None]:
-    """Make the bare UNet module output the model's eps while the pipeline runs."""
-    if model.eps_skip == 0.0 and model.eps_gain == 1.0:
+    """Make the bare UNet module output the model's eps while the pipeline runs: the same wrapping as
+    `Model.unet` (token positions on the context, the latent read-out, eps = SKIP·x + GAIN·UNet)."""
+    plain = model.eps_skip == 0.0 and model.eps_gain == 1.0
+    if plain and model.token_positions is None and model.latent_readout is None:
         yield
         return
+    seen: dict[str, torch.Tensor] = {}
+
+    def pre(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        ctx = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+        if model.token_positions is not None:
+            ctx = model.token_positions(ctx).to(model.dtype)
+            if "encoder_hidden_states" in kwargs or len(args) <= 2:
+                kwargs = {**kwargs, "encoder_hidden_states": ctx}
+            else:
+                args = (*args[:2], ctx, *args[3:])
+        seen["ctx"] = ctx
+        return args, kwargs
 
     def hook(module: Any, args: tuple, kwargs: dict, out: Any) -> Any:
         x = args[0] if args else kwargs["sample"]
-        eps = model.eps_skip * x + model.eps_gain * out[0]
+        eps = out[0] if isinstance(out, tuple) else out.sample
+        if model.latent_readout is not None:
+            eps = eps + model.latent_readout(seen["ctx"].to(model.dtype), x.shape[-2:])
+        if not plain:
+            eps = model.eps_skip * x + model.eps_gain * eps.float()
         return (eps, *out[1:]) if isinstance(out, tuple) else type(out)(sample=eps)
 
-    handle = model.unet_module.register_forward_hook(hook, with_kwargs=True)
+    handles = [model.unet_module.register_forward_pre_hook(pre, with_kwargs=True),
+               model.unet_module.register_forward_hook(hook, with_kwargs=True)]
     try:
         yield
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
 
 
 def pipeline_frame(pipe: Any, model: Model, z: torch.Tensor, context: torch.Tensor, size: int) -> torch.Tensor:

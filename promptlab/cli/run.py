@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict
 
 from promptlab.cli.common import add_settings_args, resolve_rank, settings_from_args
@@ -56,13 +57,20 @@ def main(argv: list[str]) -> int:
     rows: dict[str, list[dict]] = {"decode": [], "baseline": []}
     summaries: dict[str, Summary] = {}
     cached = False
+    t0, first_shown = time.perf_counter(), False
     try:
         for rec in run_lab(spec):
             if isinstance(rec, Reused):
                 cached = True
             elif isinstance(rec, Progress):
                 bar.n = int(rec.fraction * 1000)
-                bar.set_description_str(rec.text[:60], refresh=True)
+                eta = "" if rec.eta_s is None else f" ETA {rec.eta_s:.0f}s"
+                bar.set_description_str(rec.text[:60] + eta, refresh=True)
+            elif isinstance(rec, FrameResult) and rec.draft and not first_shown:
+                first_shown = True  # the prompt encoder's guess, before any iteration; the fit refines it
+                q = "" if rec.lpips is None else f", LPIPS {rec.lpips:.3f}"
+                tqdm.write(f"first answer (prompt encoder, no iterations): frame {rec.index}{q} "
+                           f"after {time.perf_counter() - t0:.1f} s; refining", file=sys.stderr)
             elif isinstance(rec, FrameResult) and rec.stage in rows:
                 rows[rec.stage].append(rec.row())
             elif isinstance(rec, Summary):

@@ -13,6 +13,11 @@ frame's own init latent, so a GOP is coded exactly as a clip of its length would
 of a GOP do not depend on anything before it (what lets workers encode GOPs in parallel,
 runs/distributed.py).
 
+First answer (`first_answer=True`, amortised start only): before a keyframe's fit, its segment
+is generated once from the prompt encoder's guess (no iterations) and yielded as draft Frames
+(`draft=True`, no bytes: nothing of it is in the stream); the fitted frames follow and replace
+them. Drafts touch no state the fit reads, so the stream's bytes are the same with or without.
+
 Bytes attributed to frames: header and GOP index on frame 0, each GOP's init latent on its first
 frame; each keyframe record spread evenly over its segment's frames.
 """
@@ -50,7 +55,7 @@ from promptlab.engine.generator import (
     segment_contexts,
     segment_input,
 )
-from promptlab.engine.inverter import fit_segment, start_mode
+from promptlab.engine.inverter import fit_segment, start_factors, start_mode
 from promptlab.engine.losses import make_loss
 from promptlab.engine.upsample import stage_image, stage_latent, stage_size
 from promptlab.errors import PromptlabError, StreamError
@@ -101,8 +106,9 @@ def encode(
     force: bool = False,
     recon_every: int = 0,
     model: Model | None = None,
+    first_answer: bool = False,
 ) -> Iterator[Any]:
-    """Yield Started, Iteration…, KeyframeDone, Frame… per keyframe, then Done (see module doc)."""
+    """Yield Started, [draft Frame…,] Iteration…, KeyframeDone, Frame… per keyframe, then Done (see module doc)."""
     t_start = time.perf_counter()
     out = check_target(out, force)
     frange = parse_frames(frames) if isinstance(frames, str) or frames is None else frames
@@ -164,6 +170,8 @@ def encode(
                 rec = kept.keyframes[k]  # type: ignore[union-attr]
                 writer.write_keyframe(rec)
             else:
+                if first_answer and start == "amortised":
+                    yield from _drafts(model, seg, k, targets, z, prev, settings, header.interp)
                 fit = yield from fit_segment(model, seg, to_tensor(targets), z, prev, settings, loss,
                                              cancel=cancel, recon_every=recon_every, started=t_start)
                 rec = fit.record
@@ -213,6 +221,18 @@ def encode(
     finally:
         if not fh.closed:
             fh.close()
+
+
+def _drafts(model: Model, seg: Any, k: int, targets: list[np.ndarray], z: torch.Tensor,
+            prev: tuple[torch.Tensor, torch.Tensor] | None, settings: Settings, interp: str) -> Iterator[records.Frame]:
+    """The segment generated from the start the fit will begin at (the prompt encoder's guess), at once."""
+    u, v = start_factors(model, settings, seg.index, to_tensor(targets[-1:]))
+    ctx = segment_contexts(seg, (u.to(model.device), v.to(model.device)), prev, interp)
+    t0 = time.perf_counter()
+    _, images = generate_segment(model, z, ctx, out_size=stage_size(settings), upsampler=settings.upsampler)
+    ms = (time.perf_counter() - t0) * 1000 / seg.length
+    for i, f in enumerate(seg.frames):
+        yield records.Frame(index=f, image=images[i], gen_ms=ms, bytes=0.0, keyframe=k, draft=True)
 
 
 def _resumable(partial: Path, sidecar: Path, ident: dict[str, Any], header: StreamHeader) -> Stream | None:

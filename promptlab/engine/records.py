@@ -65,6 +65,7 @@ class Frame:
     bytes: float              # stream bytes attributed to this frame (see docs/metrics.md)
     reused: float = 0.0       # fraction of UNet work served from cache
     keyframe: int = 0
+    draft: bool = False       # the first answer (the start's prompt, no iterations); the fitted frame follows
 
 
 @dataclass

@@ -32,10 +32,8 @@ POLL_MS = 15
 
 
 def eta_text(rec: Progress) -> str:
-    """The core's ETA (runs/eta.py) in words: "ETA 12 s", "ETA ≥ 12 s" when part is not priced yet."""
-    if rec.eta_s is None:
-        return ""
-    return f"ETA {'≥ ' if rec.eta_lower_bound else ''}{rec.eta_s:.0f} s"
+    """The core's ETA (runs/eta.py) in words, "" until the run has measured what it needs."""
+    return "" if rec.eta_s is None else f"ETA {rec.eta_s:.0f} s"
 
 
 @contextlib.contextmanager

@@ -1,77 +1,65 @@
-"""Seconds left in a run, from what its work has measurably cost so far.
+"""How long the rest of a run takes, predicted from what this run's work has cost so far.
 
-A run is a few kinds of work units: an encode iteration, a decoded and scored frame. Each
-kind's cost is the mean time per unit measured in this run (between consecutive units of that
-kind), and the estimate is Σ units left × cost. A kind not yet measured is priced by a stand-in
-cost when one is known (the encoder's own per-frame generation time stands for a decoded frame),
-else left out; either way the estimate then says it is a lower bound. With nothing left that
-has a measure or a stand-in there is no estimate.
-The clock is injected, so tests run it on a fake clock.
+A running extrapolation (elapsed × (1 − f) / f) jumps whenever the mix of work changes: a
+fit's iterations and a decode's frames cost very different amounts per percent of the bar.
+`Eta` instead charges every measured interval to the kind of work that ended it (an optimiser
+iteration, a generated-and-scored frame) and predicts the rest as Σ remaining units × the mean
+cost of a unit of that kind. The clock is injected, so tests drive it by hand.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-ITERATION, FRAME = "iteration", "frame"
+ITERATION = "iteration"          # one optimiser step of a keyframe's fit
+ENCODE_FRAME = "encode_frame"    # the encoder regenerates and scores one frame
+DECODE_FRAME = "decode_frame"    # the receiver generates and scores one frame
+DRAFT_FRAME = "draft_frame"      # a first answer: one frame from the prompt encoder's guess, scored
+
+# a kind not measured yet borrows the cost of one that costs the same work (the receiver runs
+# the encoder's generator and the same scoring)
+STAND_IN = {DECODE_FRAME: ENCODE_FRAME, ENCODE_FRAME: DECODE_FRAME, DRAFT_FRAME: ENCODE_FRAME}
+
+Clock = Callable[[], float]
 
 
-@dataclass
-class Estimate:
-    seconds: float
-    lower_bound: bool   # some work was priced by a stand-in cost that leaves part of it out
-
-
-@dataclass
 class Eta:
-    clock: Callable[[], float] = time.monotonic
-    _spent: dict[str, float] = field(default_factory=dict)     # seconds measured per kind
-    _units: dict[str, int] = field(default_factory=dict)       # units measured per kind
-    _left: dict[str, int] = field(default_factory=dict)        # units still to do per kind
-    _stand_in: dict[str, float] = field(default_factory=dict)  # seconds per unit before a kind is measured
-    _last: dict[str, float] = field(default_factory=dict)      # when the previous unit of a kind ended
+    """Measured cost per unit of each kind of work; seconds left for the work still to do."""
 
-    def plan(self, kind: str, units_left: int) -> None:
-        """How many units of `kind` remain (replaces the previous plan for it)."""
-        self._left[kind] = max(0, int(units_left))
+    def __init__(self, clock: Clock = time.perf_counter) -> None:
+        self.clock = clock
+        self.last = clock()
+        self.spent: dict[str, float] = {}
+        self.units: dict[str, int] = {}
 
-    def begin(self, kind: str) -> None:
-        """The next unit of `kind` starts now (the first unit after a pause is timed from here)."""
-        self._last[kind] = self.clock()
+    def restart(self) -> None:
+        """Start the next interval now: what went before (loading a model, opening a file) is not work."""
+        self.last = self.clock()
 
-    def stand_in(self, kind: str, seconds_per_unit: float) -> None:
-        self._stand_in[kind] = max(0.0, float(seconds_per_unit))
-
-    def done(self, kind: str, n: int = 1) -> None:
-        """`n` units of `kind` ended now: their time since the previous one is measured."""
+    def charge(self, kind: str, units: int = 1) -> None:
+        """`units` of `kind` finished now: the time since the last charge (or restart) was theirs."""
         now = self.clock()
-        start = self._last.get(kind)
-        if start is not None and n > 0:
-            self._spent[kind] = self._spent.get(kind, 0.0) + (now - start)
-            self._units[kind] = self._units.get(kind, 0) + n
-        self._last[kind] = now
-        if kind in self._left:
-            self._left[kind] = max(0, self._left[kind] - n)
+        if units > 0:
+            self.spent[kind] = self.spent.get(kind, 0.0) + max(0.0, now - self.last)
+            self.units[kind] = self.units.get(kind, 0) + units
+        self.last = now
 
     def cost(self, kind: str) -> float | None:
-        """Measured seconds per unit of `kind` (None before any unit of it was timed)."""
-        u = self._units.get(kind, 0)
-        return self._spent[kind] / u if u else None
+        """Mean seconds per unit of `kind` in this run (a stand-in's when not measured yet)."""
+        for k in (kind, STAND_IN.get(kind)):
+            if k is not None and self.units.get(k):
+                return self.spent[k] / self.units[k]
+        return None
 
-    def estimate(self) -> Estimate | None:
-        total, bound, priced = 0.0, False, False
-        for kind, left in self._left.items():
-            if not left:
+    def remaining(self, **left: int) -> float | None:
+        """Seconds for the work left (kind=units); None while a kind with work left has no measured cost."""
+        total = 0.0
+        for kind, n in left.items():
+            if n <= 0:
                 continue
             c = self.cost(kind)
             if c is None:
-                bound = True
-                c = self._stand_in.get(kind)
-                if c is None:
-                    continue
-            total, priced = total + left * c, True
-        if not priced:
-            return None if bound else Estimate(0.0, False)
-        return Estimate(total, bound)
+                return None
+            total += n * c
+        return total

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 from promptlab.device import set_threads
 from promptlab.engine import records as engine_records
 from promptlab.errors import Cancelled
-from promptlab.runs.eta import FRAME, ITERATION, Eta
+from promptlab.runs.eta import DECODE_FRAME, DRAFT_FRAME, ENCODE_FRAME, ITERATION, Clock, Eta
 from promptlab.runs.records import (
     PROMPTLAB,
     Encoded,
@@ -50,11 +50,11 @@ class RunSpec:
     stream: str | None = None                 # decode this .plab instead of encoding
     key: str | None = None                    # results-cache name (default: result_key of the source)
     baseline: str | None = None               # "h265" | "h264": also this codec at the achieved rate
-    baseline_gop: int = 0                     # the baseline in closed GOPs of this many frames (0: its own)
     lpips_net: str = "alex"
     maps: bool = False                        # LPIPS spatial maps per frame (the GUI's difference view)
     vmaf: bool = False                        # also VMAF per frame (needs the vmaf extra)
     cache_root: str | None = None             # results cache folder (default: the user's cache)
+    first_answer: bool = True                 # show each segment from the prompt encoder's guess before its fit
 
     def __post_init__(self) -> None:
         if self.key is None and self.source and not self.stream:
@@ -109,12 +109,12 @@ def summarize(method: str, rows: list[FrameResult], total_bytes: int, kbps: floa
 
 
 def run_lab(spec: RunSpec, cancel: Any = None, cache_control: Any = None,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[Record]:
+            clock: Clock = time.perf_counter) -> Iterator[Record]:
     """Yield the run's records; the last is Summary (and Saved / the baseline's Summary after it).
 
     `cache_control`: the decoder's generation cache (an engine CacheControl the caller may switch
-    while decoding); default: the settings' policy. `clock` times the work for the Progress
-    records' ETA (runs/eta.py).
+    while decoding); default: the settings' policy. `clock`: seconds, for `Progress.eta_s`
+    (runs/eta.py; tests pass a fake one).
     """
     eta = Eta(clock)
     set_threads(spec.settings.threads)  # the decode of a stored stream too, not only the encode
@@ -194,14 +194,12 @@ def _originals(spec: RunSpec) -> list[np.ndarray] | None:
     return list(read_frames(spec.source, frames=spec.frames, size=s.size, crop=s.crop))
 
 
-def _progress(fraction: float, text: str, eta: Eta) -> Progress:
-    est = eta.estimate()
-    return Progress(fraction, text, None if est is None else est.seconds, bool(est and est.lower_bound))
+def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any, eta: Eta) -> Iterator[Record]:
+    """Fit prompts; the encoder's own reconstructions are scored and shown as they come.
 
-
-def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, cancel: Any,
-            eta: Eta) -> Iterator[Record]:
-    """Fit prompts; the encoder's own reconstructions are scored and shown as they come."""
+    The ETA counts what is left: iterations of the budgets (an early stop only shortens it), the
+    encoder's frames, and the receiver's decode of every frame.
+    """
     from promptlab.engine.encoder import encode
 
     s = spec.settings
@@ -209,35 +207,44 @@ def _encode(spec: RunSpec, cache: ResultsCache, stream: Path, scorer: Scorer, ca
     work.parent.mkdir(parents=True, exist_ok=True)
     yield Stage("encode", "fitting prompts (inversion)")
     budgets: list[int] = []
-    done = 0
-    gen_s: list[float] = []
-    for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True):
+    done = cur = last_it = n_frames = encoded = drafted = 0  # drafts come first, so once seen they are counted
+
+    def left() -> float | None:
+        return eta.remaining(**{ITERATION: sum(budgets) - cur, ENCODE_FRAME: n_frames - encoded,
+                                DRAFT_FRAME: n_frames - drafted if drafted else 0, DECODE_FRAME: n_frames})
+
+    for rec in encode(spec.source, s, work, frames=spec.frames, cancel=cancel, resume=True,
+                      first_answer=spec.first_answer):
         if isinstance(rec, engine_records.Started):
             budgets = [s.first_iters] + [s.iters] * max(0, rec.n_keyframes - 1)
-            done = sum(budgets[: rec.resumed_keyframes])
-            eta.plan(ITERATION, sum(budgets) - done)
-            eta.plan(FRAME, rec.n_frames)   # the decode that follows
-            eta.begin(ITERATION)
+            done = cur = sum(budgets[: rec.resumed_keyframes])
+            n_frames = rec.n_frames
+            eta.restart()  # loading the model and the clip is not the run's per-unit work
             yield rec
         elif isinstance(rec, engine_records.Iteration):
-            eta.done(ITERATION)
-            cur = done + min(rec.iteration, rec.iterations)
-            yield _progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
-                            f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
-                            f"  loss {rec.loss:.4f}", eta)
+            it = min(rec.iteration, rec.iterations)
+            eta.charge(ITERATION, it - last_it if it > last_it else it)
+            last_it, cur = it, done + it
+            yield Progress(ENCODE_SHARE * cur / max(1, sum(budgets)),
+                           f"keyframe {rec.keyframe + 1}/{len(budgets)} iteration {rec.iteration}/{rec.iterations}"
+                           f"  loss {rec.loss:.4f}", eta_s=left())
         elif isinstance(rec, engine_records.KeyframeDone):
-            done = sum(budgets[: rec.keyframe + 1])
-            eta.plan(ITERATION, sum(budgets) - done)  # an early stop drops the rest of its budget
+            eta.charge(ITERATION, 0)  # writing the record: not a unit of anything
+            done = cur = sum(budgets[: rec.keyframe + 1])
+            last_it = 0
             yield KeyframeFitted(rec.keyframe, list(rec.frames), rec.record_bytes, rec.loss)
-            yield _progress(ENCODE_SHARE * done / max(1, sum(budgets)),
-                            f"keyframe {rec.keyframe + 1}/{len(budgets)} done", eta)
-            eta.begin(ITERATION)
+            yield Progress(ENCODE_SHARE * done / max(1, sum(budgets)), f"keyframe {rec.keyframe + 1}/{len(budgets)} done",
+                           eta_s=left())
         elif isinstance(rec, engine_records.Frame):
-            # the encoder's own generation time stands for a decoded frame until the decode measures one
-            gen_s.append(float(rec.gen_ms) / 1000)
-            eta.stand_in(FRAME, float(np.mean(gen_s)))
-            yield scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
-                               keyframe=rec.keyframe, reused=float(rec.reused))
+            row = scorer.frame("encode", rec.index, rec.image, bytes=float(rec.bytes), gen_ms=float(rec.gen_ms),
+                               keyframe=rec.keyframe, reused=float(rec.reused), draft=rec.draft)
+            if rec.draft:
+                drafted += 1
+                eta.charge(DRAFT_FRAME)
+            else:
+                encoded += 1
+                eta.charge(ENCODE_FRAME)
+            yield row
         elif isinstance(rec, engine_records.Done):
             yield Encoded(rec.total_bytes, rec.kbps, rec.kbps_without_init, rec.elapsed)
     stream.parent.mkdir(parents=True, exist_ok=True)
@@ -270,9 +277,7 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
         if isinstance(rec, engine_records.Started):
             started = rec
             n = max(1, rec.n_frames)
-            eta.plan(ITERATION, 0)
-            eta.plan(FRAME, n)
-            eta.begin(FRAME)
+            eta.restart()
             yield rec
         elif isinstance(rec, engine_records.Frame):
             label = cache_label(control.policy, control.threshold)
@@ -282,9 +287,10 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
                                keyframe=rec.keyframe, reused=float(rec.reused))
             rows.append(row)
             images.append(rec.image)
+            eta.charge(DECODE_FRAME)
             yield row
-            eta.done(FRAME)
-            yield _progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}", eta)
+            yield Progress(share + (1 - share) * len(rows) / n, f"frame {len(rows)}/{n}",
+                           eta_s=eta.remaining(**{DECODE_FRAME: n - len(rows)}))
         elif isinstance(rec, engine_records.Done):
             done = rec
         check_cancel(cancel)
@@ -307,7 +313,7 @@ def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, c
     codec = spec.baseline or "h265"
     yield Stage("baseline", f"{codec.upper()} at {kbps:.1f} kbps")
     t0 = time.perf_counter()
-    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec, gop=spec.baseline_gop)
+    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec)
     rows = []
     for i, img in enumerate(res.recon):
         check_cancel(cancel)
@@ -315,8 +321,7 @@ def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, c
         rows.append(row)
         yield row
     summary = summarize(codec, rows, res.bytes, res.kbps, target_kbps=res.target_kbps,
-                        within_tolerance=res.converged, note=res.note, elapsed=time.perf_counter() - t0,
-                        gop=spec.baseline_gop)
+                        within_tolerance=res.converged, note=res.note, elapsed=time.perf_counter() - t0)
     if spec.key:
         cache.save_baseline(spec.key, [r.row() for r in rows], summary.to_dict(), np.stack(res.recon))
     yield summary

@@ -43,8 +43,7 @@ class Stage:
 class Progress:
     fraction: float           # 0..1 over the whole run
     text: str
-    eta_s: float | None = None        # seconds left, from this run's measured costs (runs/eta.py)
-    eta_lower_bound: bool = False     # part of what is left was priced by a stand-in: "at least"
+    eta_s: float | None = None  # seconds left, from this run's measured unit costs (runs/eta.py); None: not known yet
 
 
 @dataclass
@@ -70,6 +69,7 @@ class FrameResult:
     ssim: float | None = None
     ms_ssim: float | None = None
     vmaf: float | None = None   # only when the run asked for VMAF
+    draft: bool = False         # an encode frame's first answer (prompt encoder, no iterations); its fitted frame replaces it
     image: np.ndarray | None = field(default=None, repr=False)
     lpips_map: np.ndarray | None = field(default=None, repr=False)
 

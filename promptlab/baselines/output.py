@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptlab.baselines.h26x import CODECS, BaselineResult
+from promptlab.baselines.latent import LatentResult
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import atomic_path, check_target
 from promptlab.io.video import fps_fraction
 from promptlab.io.writer import even_size
 
-RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc")}
+RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc"), "vae": (".plva",)}
 CONTAINER_EXTS = (".mp4", ".mkv", ".mov")
 
 
@@ -22,13 +23,15 @@ def check_output(out: str | Path, codec: str, force: bool) -> Path:
     """Validate the output name before any work is done."""
     p = Path(out)
     ext = p.suffix.lower()
+    if codec == "vae" and ext not in RAW_EXTS[codec]:
+        raise PromptlabError(f"output {p.name}: use .plva (the VAE baseline's latent stream)")
     if ext not in RAW_EXTS[codec] + CONTAINER_EXTS:
         raise PromptlabError(f"output {p.name}: use {', '.join(RAW_EXTS[codec])} (raw {codec} stream) "
                              f"or {', '.join(CONTAINER_EXTS)}")
     return check_target(p, force)
 
 
-def write_stream(result: BaselineResult, out: str | Path, force: bool = False) -> int:
+def write_stream(result: BaselineResult | LatentResult, out: str | Path, force: bool = False) -> int:
     """Write the stream atomically; returns the file size in bytes."""
     p = check_output(out, result.codec, force)
     with atomic_path(p) as tmp:

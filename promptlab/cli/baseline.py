@@ -1,4 +1,4 @@
-"""H.265/H.264 at a target bitrate on the same frames"""
+"""H.265/H.264, or the VAE baseline (TAEF2 keyframe latents), at a target bitrate on the same frames"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     default_size = Settings().size
     ap = argparse.ArgumentParser(prog="promptlab baseline", description=__doc__.strip() + ": rate-controlled "
                                  "so the bytes written land within --tolerance of --kbps.")
-    ap.add_argument("codec", choices=("h265", "h264"))
+    ap.add_argument("codec", choices=("h265", "h264", "vae"))
     ap.add_argument("src", help="video, numbered image folder or image")
     ap.add_argument("--kbps", type=float, required=True, help="target bitrate (kbit/s over the clip's duration)")
     ap.add_argument("--size", type=int, default=default_size, help=f"square frame size (default {default_size})")
@@ -26,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frames", default=None, metavar="A:B", help="frames to encode (A inclusive, B exclusive)")
     ap.add_argument("--fps", type=float, default=None, help="frame rate (default: the source's; folders 30)")
     ap.add_argument("--preset", default="medium", help="x265/x264 preset (default medium)")
-    ap.add_argument("--tolerance", type=float, default=0.05, help="allowed relative bitrate error (default 0.05)")
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="allowed relative bitrate error (default 0.05; vae 0.10)")
     ap.add_argument("-o", "--output", type=Path, required=True,
-                    help="stream file: .hevc/.h265 or .h264 (raw, = bytes counted) or .mp4/.mkv/.mov")
+                    help="stream file: .hevc/.h265 or .h264 (raw, = bytes counted) or .mp4/.mkv/.mov; "
+                    "vae: .plva (the latent stream, = bytes counted)")
     ap.add_argument("--recon", type=Path, default=None, help="write decoded frames (PNG folder or video)")
     ap.add_argument("--json", type=Path, default=None, help="write sizes, per-frame bytes and search trace")
     ap.add_argument("--metrics", action="store_true", help="also score the decoded frames (PSNR/SSIM/MS-SSIM/LPIPS)")
@@ -53,13 +55,23 @@ def main(argv: list[str]) -> int:
     for note in checked_count(args.src, frange)[1]:
         print(f"note: {note}", file=sys.stderr)
     frames = list(read_frames(args.src, frames=frange, size=args.size, crop=args.crop))
-    result = encode_baseline(frames, info.fps, args.kbps, codec=args.codec, tolerance=args.tolerance,
-                             preset=args.preset)
+    if args.codec == "vae":
+        from promptlab.baselines.latent import encode_latent_baseline
+        from promptlab.models.taef2 import baseline_autoencoder
+
+        result = encode_latent_baseline(frames, info.fps, args.kbps, baseline_autoencoder(),
+                                        tolerance=0.10 if args.tolerance is None else args.tolerance)
+    else:
+        result = encode_baseline(frames, info.fps, args.kbps, codec=args.codec,
+                                 tolerance=0.05 if args.tolerance is None else args.tolerance, preset=args.preset)
     doc, file_bytes = _write_outputs(args, result, frames, info.fps)
-    rc = result.params.get("crf", result.params.get("bitrate_kbps"))
+    if args.codec == "vae":
+        how = f"{result.params['bits']} bits, keyframes every {result.params['keyframe_interval']}"
+    else:
+        how = f"{result.params['rate_control']} {result.params.get('crf', result.params.get('bitrate_kbps'))}"
     print(f"{args.codec}: target {args.kbps:g} kbps -> {result.kbps:.2f} kbps ({result.bytes} bytes, "
           f"{result.n_frames} frames {result.width}x{result.height} @ {result.fps:g} fps; "
-          f"{result.params['rate_control']} {rc}, {result.params['encodes']} encodes)")
+          f"{how}, {result.params['encodes']} encodes)")
     if file_bytes != result.bytes:
         print(f"{args.output}: {file_bytes} bytes on disk ({file_bytes - result.bytes} of container overhead, "
               "not counted)")

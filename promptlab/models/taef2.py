@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from promptlab.baselines.latent import Autoencoder
 from promptlab.errors import PromptlabError
 from promptlab.paths import bundled
 
@@ -123,3 +124,31 @@ class SignedEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.encoder((image + 1) / 2)
+
+
+def baseline_autoencoder(threads_batch: int = 8) -> Autoencoder:
+    """TAEF2 as the VAE baseline's autoencoder (baselines/latent.py): uint8 frames ↔ latents.
+
+    Built here, above baselines, so the baseline itself imports no model.
+    """
+    import numpy as np
+
+    enc, dec = load_encoder(), load_decoder()
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(frames), threads_batch):
+                x = torch.from_numpy(frames[i:i + threads_batch]).permute(0, 3, 1, 2).float() / 255
+                out.append(enc(x).numpy())
+        return np.concatenate(out)
+
+    def decode(z: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(z), threads_batch):
+                y = dec(torch.from_numpy(np.ascontiguousarray(z[i:i + threads_batch])))
+                out.append((y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+        return np.concatenate(out)
+
+    return Autoencoder("taef2", encode, decode, LATENT_RANGE)

@@ -91,7 +91,8 @@ def eps_parameterisation(model: Model) -> Iterator[None]:
         if model.latent_readout is not None:
             eps = eps + model.latent_readout(seen["ctx"].to(model.dtype), x.shape[-2:])
         if not plain:
-            eps = model.eps_skip * x + model.eps_gain * eps.float()
+            # in the UNet's own dtype, as the pipeline expects (the latents then reach the vae in it)
+            eps = (model.eps_skip * x + model.eps_gain * eps.float()).to(x.dtype)
         return (eps, *out[1:]) if isinstance(out, tuple) else type(out)(sample=eps)
 
     handles = [model.unet_module.register_forward_pre_hook(pre, with_kwargs=True),

@@ -50,6 +50,7 @@ class RunSpec:
     stream: str | None = None                 # decode this .plab instead of encoding
     key: str | None = None                    # results-cache name (default: result_key of the source)
     baseline: str | None = None               # "h265" | "h264": also this codec at the achieved rate
+    baseline_gop: int = 0                     # the baseline in closed GOPs of this many frames (0: its own)
     lpips_net: str = "alex"
     maps: bool = False                        # LPIPS spatial maps per frame (the GUI's difference view)
     vmaf: bool = False                        # also VMAF per frame (needs the vmaf extra)
@@ -313,7 +314,7 @@ def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, c
     codec = spec.baseline or "h265"
     yield Stage("baseline", f"{codec.upper()} at {kbps:.1f} kbps")
     t0 = time.perf_counter()
-    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec)
+    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec, gop=spec.baseline_gop)
     rows = []
     for i, img in enumerate(res.recon):
         check_cancel(cancel)
@@ -321,7 +322,8 @@ def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, c
         rows.append(row)
         yield row
     summary = summarize(codec, rows, res.bytes, res.kbps, target_kbps=res.target_kbps,
-                        within_tolerance=res.converged, note=res.note, elapsed=time.perf_counter() - t0)
+                        within_tolerance=res.converged, note=res.note, elapsed=time.perf_counter() - t0,
+                        gop=spec.baseline_gop)
     if spec.key:
         cache.save_baseline(spec.key, [r.row() for r in rows], summary.to_dict(), np.stack(res.recon))
     yield summary

@@ -18,10 +18,25 @@ def bundled(*parts: str) -> Path:
     return Path(str(resources.files("promptlab").joinpath(*parts)))
 
 
-def sample_clip() -> Path | None:
-    """The bundled sample clip (the sky time-lapse, see promptlab/assets/ATTRIBUTION.md), if installed."""
-    p = bundled("assets", "sky.mp4")
+# The bundled evaluation clips (promptlab/assets/ATTRIBUTION.md): the model never trains on them.
+# The first is the demo the window opens with.
+EVALUATION_CLIPS = ("sky", "pedestrians", "box")
+
+
+def evaluation_clip(name: str) -> Path | None:
+    """A bundled evaluation clip by name (see EVALUATION_CLIPS), if installed."""
+    p = bundled("assets", f"{name}.mp4")
     return p if p.is_file() else None
+
+
+def evaluation_clips() -> list[Path]:
+    """Every bundled evaluation clip that is installed, the demo first."""
+    return [p for p in map(evaluation_clip, EVALUATION_CLIPS) if p is not None]
+
+
+def sample_clip() -> Path | None:
+    """The demo clip (the sky time-lapse), if installed."""
+    return evaluation_clip(EVALUATION_CLIPS[0])
 
 
 def config_dir() -> Path:

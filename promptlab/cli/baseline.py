@@ -1,4 +1,4 @@
-"""H.265/H.264, or the VAE baseline (TAEF2 keyframe latents), at a target bitrate on the same frames"""
+"""A comparison method (H.265, H.264, the VAE baseline, …: runs/methods.py) at a target bitrate on the same frames"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from promptlab.errors import PromptlabError
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import checked_count, parse_frames, probe, read_frames
+from promptlab.runs import methods
 from promptlab.settings import Settings
 
 
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     default_size = Settings().size
     ap = argparse.ArgumentParser(prog="promptlab baseline", description=__doc__.strip() + ": rate-controlled "
                                  "so the bytes written land within --tolerance of --kbps.")
-    ap.add_argument("codec", choices=("h265", "h264", "vae"))
+    ap.add_argument("codec", choices=methods.names())
     ap.add_argument("src", help="video, numbered image folder or image")
     ap.add_argument("--kbps", type=float, required=True, help="target bitrate (kbit/s over the clip's duration)")
     ap.add_argument("--size", type=int, default=default_size, help=f"square frame size (default {default_size})")
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fps", type=float, default=None, help="frame rate (default: the source's; folders 30)")
     ap.add_argument("--preset", default="medium", help="x265/x264 preset (default medium)")
     ap.add_argument("--tolerance", type=float, default=None,
-                    help="allowed relative bitrate error (default 0.05; vae 0.10)")
+                    help="allowed relative bitrate error (default: the method's, "
+                    + ", ".join(f"{n} {methods.get(n).tolerance:g}" for n in methods.names()) + ")")
     ap.add_argument("-o", "--output", type=Path, required=True,
                     help="stream file: .hevc/.h265 or .h264 (raw, = bytes counted) or .mp4/.mkv/.mov; "
                     "vae: .plva (the latent stream, = bytes counted)")
@@ -40,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from promptlab.baselines import encode_baseline
     from promptlab.baselines.output import check_output
 
     check_output(args.output, args.codec, args.force)
@@ -55,15 +56,8 @@ def main(argv: list[str]) -> int:
     for note in checked_count(args.src, frange)[1]:
         print(f"note: {note}", file=sys.stderr)
     frames = list(read_frames(args.src, frames=frange, size=args.size, crop=args.crop))
-    if args.codec == "vae":
-        from promptlab.baselines.latent import encode_latent_baseline
-        from promptlab.models.taef2 import baseline_autoencoder
-
-        result = encode_latent_baseline(frames, info.fps, args.kbps, baseline_autoencoder(),
-                                        tolerance=0.10 if args.tolerance is None else args.tolerance)
-    else:
-        result = encode_baseline(frames, info.fps, args.kbps, codec=args.codec,
-                                 tolerance=0.05 if args.tolerance is None else args.tolerance, preset=args.preset)
+    result = methods.encode(args.codec, frames, info.fps, args.kbps, tolerance=args.tolerance,
+                            options=methods.Options(preset=args.preset))
     doc, file_bytes = _write_outputs(args, result, frames, info.fps)
     if args.codec == "vae":
         how = f"{result.params['bits']} bits, keyframes every {result.params['keyframe_interval']}"

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from promptlab.cli.common import add_settings_args, resolve_rank, settings_from_args
 from promptlab.io.atomic import check_target, write_bytes_atomic
 from promptlab.io.video import checked_count, parse_frames, probe
+from promptlab.runs import methods
 from promptlab.runs.lab import RunSpec, run_lab
 from promptlab.runs.records import FrameResult, Progress, Reused, Saved, Summary
 
@@ -27,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="video file, folder of numbered images, or one image")
     add_settings_args(p)
-    p.add_argument("--baseline", choices=("h265", "h264"), help="also this codec at the achieved bitrate")
+    p.add_argument("--baseline", choices=methods.names(), help="also this method at the achieved bitrate")
     p.add_argument("--json", metavar="OUT.json", help="write frames, summary and baseline here")
     p.add_argument("--lpips-net", default="alex", choices=("alex", "vgg"), help="LPIPS backbone (default alex)")
     p.add_argument("--vmaf", action="store_true", help='also VMAF v0.6.1 per frame (pip install "promptlab[vmaf]")')

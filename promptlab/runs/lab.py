@@ -308,13 +308,14 @@ def _decode(spec: RunSpec, stream: Path, scorer: Scorer, cancel: Any, share: flo
 
 
 def _baseline(spec: RunSpec, cache: ResultsCache, scorer: Scorer, kbps: float, cancel: Any) -> Iterator[Record]:
-    """The classical codec at the bitrate promptlab achieved, every byte counted, scored the same way."""
-    from promptlab.baselines import encode_baseline
+    """The comparison method at the bitrate promptlab achieved, every byte counted, scored the same way."""
+    from promptlab.runs import methods
 
     codec = spec.baseline or "h265"
-    yield Stage("baseline", f"{codec.upper()} at {kbps:.1f} kbps")
+    yield Stage("baseline", f"{methods.get(codec).label} at {kbps:.1f} kbps")
     t0 = time.perf_counter()
-    res = encode_baseline(scorer.originals, spec.settings.fps, kbps, codec=codec, gop=spec.baseline_gop)
+    res = methods.encode(codec, scorer.originals, spec.settings.fps, kbps,
+                         options=methods.Options(gop=spec.baseline_gop))
     rows = []
     for i, img in enumerate(res.recon):
         check_cancel(cancel)

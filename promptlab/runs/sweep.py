@@ -188,10 +188,10 @@ def encode_point(job: PointJob, base: Settings, originals: list[np.ndarray], met
 
 def baseline_point(job: PointJob, base: Settings, originals: list[np.ndarray], kbps: float, codec: str, metrics: Any,
                    severe: float) -> SweepPoint:
-    """The classical codec rate-controlled to `kbps` (the promptlab point's) on the same frames."""
-    from promptlab.baselines import encode_baseline
+    """The comparison method rate-controlled to `kbps` (the promptlab point's) on the same frames."""
+    from promptlab.runs import methods
 
-    b = encode_baseline(originals, job.settings(base).fps, kbps, codec=codec)
+    b = methods.encode(codec, originals, job.settings(base).fps, kbps)
     bq = score(metrics, originals, b.recon, severe)
     return SweepPoint(codec, None, job.interval, b.kbps, kbps, b.bytes, extra={"within_tolerance": b.converged},
                       source=job.source.name, **bq)

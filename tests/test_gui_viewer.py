@@ -298,3 +298,30 @@ def test_each_frame_reaches_the_plots_as_its_record_arrives(qtbot):
         w.cancel()
     assert seen[:6] == [(i, i + 1, True) for i in range(6)]
     w.close()
+
+
+def test_the_rd_view_is_busy_until_the_ladder_is_shown(qtbot, monkeypatch, tmp_path):
+    """The ladder's thread can end before its queued result reaches the UI thread: the view stays
+    busy until the result is drawn, so whoever waits on busy() sees the rungs."""
+    import numpy as np
+
+    from promptlab.gui import rdview
+    from promptlab.runs.rd import RdPoint
+    from promptlab.runs.results import ResultsCache
+
+    runs = [RdPoint("promptlab", 8.0, 0.3, 25.0, label="r4 k10", key="a"),
+            RdPoint("promptlab", 16.0, 0.2, 27.0, label="r8 k10", key="b")]
+    rungs = [RdPoint("h265", k, 0.5 - k / 100, 20 + k / 4, label=f"{k} kbps") for k in (6.0, 10.0, 20.0, 40.0)]
+    monkeypatch.setattr(rdview, "cached_points", lambda cache, clip: list(runs))
+    monkeypatch.setattr(rdview, "ladder", lambda *a, **k: list(rungs))
+    view = rdview.RdView()
+    qtbot.addWidget(view)
+    view.provider = lambda: rdview.RdContext(ResultsCache(tmp_path), "clip", [np.zeros((8, 8, 3), np.uint8)], 30.0)
+    view.refresh()
+    view._thread.join(10)
+    assert not view._thread.is_alive() and view.busy() and view.rungs == []   # done, not yet shown
+    qtbot.waitUntil(lambda: not view.busy(), timeout=10_000)
+    assert view.rungs == rungs and "BD-rate" in view.info.text()
+    view.provider = lambda: None
+    view.refresh()
+    assert not view.busy()                                                     # nothing to compute

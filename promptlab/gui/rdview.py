@@ -45,6 +45,7 @@ class RdView(QWidget):
         self.rungs: list[RdPoint] = []
         self.bd: dict[str, float | None] = {}
         self._request = 0
+        self._shown = 0  # the request whose result (or lack of one) the view shows
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self.glw = pg.GraphicsLayoutWidget()
@@ -67,13 +68,15 @@ class RdView(QWidget):
         self.ladderDone.connect(self._ladder_done)
 
     def busy(self) -> bool:
-        """True while the ladder is being computed."""
-        return self._thread is not None and self._thread.is_alive()
+        """True until the latest ladder's result has been shown (the worker thread may end before its
+        queued result reaches the UI thread, so the thread's liveness alone is not the answer)."""
+        return self._shown != self._request
 
     def refresh(self) -> None:
         """Read this clip's runs from the cache and start the ladder for their rates (in the background)."""
         ctx = self.provider() if self.provider is not None else None
         self._request += 1
+        self._shown = self._request
         self._cancel.set()
         self.points, self.rungs, self.bd = [], [], {}
         if ctx is None:
@@ -90,6 +93,7 @@ class RdView(QWidget):
                           "computing in the background…")
         self._draw()
         self._cancel = threading.Event()
+        self._shown = self._request - 1
         self._thread = threading.Thread(target=self._work, args=(self._request, ctx, targets, self._cancel),
                                         name="promptlab-rd-ladder", daemon=True)
         self._thread.start()
@@ -108,6 +112,7 @@ class RdView(QWidget):
     def _ladder_done(self, request: int, result: object) -> None:
         if request != self._request:
             return
+        self._shown = request
         if isinstance(result, str):
             self.info.setText(result)
             return

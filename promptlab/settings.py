@@ -103,7 +103,7 @@ class Settings:
              f"size must be a multiple of {8 * self.stage_scale} with stage_scale {self.stage_scale}")
         need(bool(self.upsampler) and self.upsampler.replace("-", "_").isidentifier(),
              f"upsampler must be a name (bicubic, lanczos, or a registered one), got {self.upsampler!r}")
-        need(self.iters >= 1 and self.first_iters >= 1, "iteration counts must be >= 1")
+        need(self.iters >= 0 and self.first_iters >= 0, "iteration counts must be >= 0 (0: the prompt encoder's guess, unrefined)")
         need(self.lr > 0 and self.lr_min > 0, "learning rates must be > 0")
         need(self.dtype in ("fp32", "bf16", "fp16"), "dtype must be fp32, bf16 or fp16")
         need(self.threads >= 0, "threads must be >= 0 (0: automatic)")

@@ -13,6 +13,7 @@ import torch
 
 from promptlab.engine import records
 from promptlab.engine.encoder import encode
+from promptlab.errors import PromptlabError
 from promptlab.gui.state import LabState
 from promptlab.runs.lab import RunSpec, run_lab
 from promptlab.runs.records import FrameResult, Progress, Saved
@@ -73,3 +74,24 @@ def test_no_draft_without_the_prompt_encoders_start(tmp_path: Path, make_clip, r
     s = Settings(start="uniform", **{**S, "interval": 3})
     out = list(encode(clip, s, tmp_path / "u.plab", model=fake, first_answer=True))
     assert not any(isinstance(r, records.Frame) and r.draft for r in out)
+
+
+def test_zero_iterations_send_the_guess_unrefined(tmp_path: Path, make_clip, ramp, fake) -> None:
+    """0 iterations: no fit, no draft (the fitted frame is the guess itself), and the frames equal
+    the first answer of a refined run; without a prompt encoder, a one-line refusal before any write."""
+    clip = make_clip(tmp_path / "ramp.mkv", ramp(7, 64, 64))
+    zero = Settings(start="amortised", **{**S, "iters": 0, "first_iters": 0})
+    out = list(encode(clip, zero, tmp_path / "z.plab", model=fake, first_answer=True))
+    assert not any(isinstance(r, records.Iteration) for r in out)
+    frames = {r.index: r.image for r in out if isinstance(r, records.Frame)}
+    assert not any(r.draft for r in out if isinstance(r, records.Frame)) and sorted(frames) == list(range(7))
+    done = [r for r in out if isinstance(r, records.KeyframeDone)]
+    assert len(done) == 3 and all(r.loss == r.first_loss and r.loss > 0 for r in done)
+    refined = list(encode(clip, Settings(start="amortised", **S), tmp_path / "r.plab", model=fake, first_answer=True))
+    drafts = {r.index: r.image for r in refined if isinstance(r, records.Frame) and r.draft}
+    # the draft is generated from the unquantised guess, the unrefined code from its 8-bit factors
+    assert all(abs(frames[i].astype(int) - drafts[i].astype(int)).mean() < 3 for i in range(7))
+    assert (tmp_path / "z.plab").read_bytes() != (tmp_path / "r.plab").read_bytes()
+    with pytest.raises(PromptlabError, match="no prompt encoder|0 iterations"):
+        list(encode(clip, zero.replace(start="uniform"), tmp_path / "u.plab", model=fake))
+    assert not (tmp_path / "u.plab").exists()

@@ -170,7 +170,8 @@ def encode(
                 rec = kept.keyframes[k]  # type: ignore[union-attr]
                 writer.write_keyframe(rec)
             else:
-                if first_answer and start == "amortised":
+                unrefined = (settings.first_iters if seg.index == 0 else settings.iters) == 0
+                if first_answer and start == "amortised" and not unrefined:  # unrefined: the fit is the draft
                     yield from _drafts(model, seg, k, targets, z, prev, settings, header.interp)
                 fit = yield from fit_segment(model, seg, to_tensor(targets), z, prev, settings, loss,
                                              cancel=cancel, recon_every=recon_every, started=t_start)

@@ -66,7 +66,12 @@ def start_mode(model: Model, settings: Settings) -> str:
     has = "prompt" in model.parts and "encoder" in model.parts
     if settings.start == "amortised" and not has:
         raise PromptlabError(f"start 'amortised' needs a model with a prompt encoder; {model.label} has none")
-    return "amortised" if settings.start == "amortised" or (settings.start == "auto" and has) else "uniform"
+    mode = "amortised" if settings.start == "amortised" or (settings.start == "auto" and has) else "uniform"
+    if mode != "amortised" and min(settings.iters, settings.first_iters) == 0:
+        raise PromptlabError(f"0 iterations sends the prompt encoder's guess unrefined, which needs start auto or "
+                             f"amortised and a model with a prompt encoder (here start {settings.start}, "
+                             f"{model.label}): give --iters/--first-iters >= 1")
+    return mode
 
 
 def start_factors(model: Model, settings: Settings, index: int,
@@ -155,6 +160,12 @@ def fit_segment(
 
     def contexts() -> torch.Tensor:
         return segment_contexts(seg, (fu.quantised(), fv.quantised()), prev, settings.interp)
+
+    if iters == 0:  # the start itself is the code: quantise it, measure it once, no gradient
+        with torch.no_grad():
+            ctx = contexts()
+            value = float(loss(run(ctx), targets, ctx).mean())
+        return Fit(KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp), value, value, 0, [value])
 
     for it in range(1, iters + 1):
         if cancel is not None and cancel.is_set():

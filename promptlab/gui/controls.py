@@ -91,8 +91,8 @@ class Controls(QWidget):
         self.interval = StopSlider(int_stops(1, 30, 1000),
                                    tip="keyframe interval k: frames between keyframes (interpolation window)")
         self.bits = StopSlider(list(range(2, 9)), tip="quantisation bits per factor value")
-        self.iters = _spin(1, 100000, 10, "Adam iterations per later keyframe")
-        self.first_iters = _spin(1, 100000, 10, "Adam iterations for keyframe 0")
+        self.iters = _spin(0, 100000, 10, "Adam iterations per later keyframe (0: the prompt encoder's guess, unrefined)")
+        self.first_iters = _spin(0, 100000, 10, "Adam iterations for keyframe 0 (0: the prompt encoder's guess, unrefined)")
         self.cache = StopSlider(CACHE_POLICIES, tip=CACHE_NOTE)
         self.cache_threshold = QDoubleSpinBox()
         self.cache_threshold.setRange(0.0, 1.0)

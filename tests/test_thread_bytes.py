@@ -3,7 +3,7 @@ and 2 (the CLI in fresh processes, as a user runs it), and a Ray worker at anoth
 the driver's serial encode.
 
 Before device.fixed_threads these streams differed (the model's CPU kernels split their sums by thread
-count; docs/reliability.md), so each test fails without it.
+count; docs/reliability.md): both CLI cases fail on the code before it (checked when written).
 """
 
 from __future__ import annotations

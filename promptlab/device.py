@@ -7,6 +7,9 @@ Below the models, the engines and the metrics, which all ask it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from promptlab.errors import PromptlabError
@@ -54,10 +57,34 @@ TORCH_DEFAULT_THREADS = torch.get_num_threads()  # this machine's default, befor
 def default_threads() -> int:
     """What `threads=0` means for every front end (CLI and GUI alike): torch's default on this machine.
 
-    One rule matters because CPU kernels split their sums by thread count: fitted prompts, and
-    so a stream's bytes, depend on it (docs/reliability.md states the bound on decoded frames).
+    One rule matters because a decode's frames depend on it in the last bit (CPU kernels split
+    their sums by thread count; docs/reliability.md states the bound); an encode's bytes do not
+    (fixed_threads).
     """
     return TORCH_DEFAULT_THREADS
+
+
+FIT_THREADS = 1  # the intra-op thread count of every computation a stream's bytes depend on
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int = FIT_THREADS) -> Iterator[None]:
+    """Run the block at exactly `n` torch intra-op threads, then restore the count in use.
+
+    Why: the model's CPU kernels (oneDNN) pick their blocking and split their sums by the thread
+    count, so a forward pass at 1 and at 2 threads differs in the last bits, and gradient descent
+    carries that into the fitted prompts. At one fixed count the kernels run the same
+    instructions on any machine setting (`--threads`, a Ray worker's OMP_NUM_THREADS), so the
+    stream's bytes cannot depend on it. Keep yields outside the block: the count is process-wide.
+    """
+    before = torch.get_num_threads()
+    if before != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def set_threads(n: int) -> int:

@@ -43,8 +43,9 @@ FLAGS: dict[str, tuple[str, type, str]] = {
     "--perceptual": ("perceptual", str, f"perceptual loss term: {', '.join(PERCEPTUAL)}"),
     "--device": ("device", str, "auto | cpu | cuda[:N] | mps"),
     "--dtype": ("dtype", str, "fp32 | bf16 | fp16"),
-    "--threads": ("threads", int, "CPU threads (0: torch's default); the fitted prompts, so the stream's bytes, "
-                  "depend on it and on the device (docs/reliability.md)"),
+    "--threads": ("threads", int, "CPU threads (0: torch's default); an encode's fit runs at one thread "
+                  "whatever it says, so its bytes do not depend on it (they do on the device; "
+                  "docs/reliability.md)"),
     "--stage-scale": ("stage_scale", int, "two-stage generation: generate at size/N (1, 2, 4) and upsample"),
     "--upsampler": ("upsampler", str, "two-stage upsampler: bicubic | lanczos | a registered one"),
 }

@@ -3,8 +3,9 @@
 `--frames A:B` regenerates frames A..B-1 only (PNGs numbered from 0), reading only the closed GOPs
 that hold them (a stream encoded with --gop); they equal the same frames of a full decode.
 
-On the encoder's device and thread count the frames equal the encoder's reconstruction; at another
-CPU thread count they differ by at most 1/255 per pixel (measured; docs/reliability.md).
+On the encoder's device at --threads 1 (the count the encoder's numerics run at) the frames equal the
+encoder's reconstruction; at another CPU thread count they differ by at most 1/255 per pixel
+(measured; docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@ Only one segment's frames are in memory. Each keyframe record is appended (and f
 naming the settings and source. After each keyframe the segment is regenerated from the
 DEQUANTISED stream values with the very generator the decoder runs; those frames are the
 encoder's reconstruction (yielded as Frame records) and their keyframe latent seeds the next
-segment. At the end the partial file is renamed onto OUT in one step. An interrupted encode
+segment. At the end the partial file is renamed onto OUT in one step.
+
+Every computation the bytes depend on (init latents, the fit, the regeneration that chains
+segments) runs at one fixed torch thread count (device.fixed_threads), so the stream is the same
+at any `--threads` and on a Ray worker with any thread count; drafts run at `--threads`. An interrupted encode
 resumes from the partial file's complete records and produces the same bytes.
 
 With closed GOPs (`settings.gop`) the chain restarts at every GOP's first frame from that
@@ -47,7 +51,7 @@ from promptlab.codec.container import (
 )
 from promptlab.codec.schedule import stream_segments
 from promptlab.codec.shapes import ModelShape
-from promptlab.device import set_threads
+from promptlab.device import fixed_threads, set_threads
 from promptlab.engine import records
 from promptlab.engine.generator import (
     fixed_noise,
@@ -150,7 +154,8 @@ def encode(
                     raise PromptlabError(f"{source} ended after fewer frames than counted ({n_frames})")
                 pending.append(nxt)
             if seg.index == 0:  # a GOP starts: its own init latent, a fresh chain
-                init_latent = model.encode_init(stage_image(to_tensor(pending[:1]), settings)).cpu()
+                with fixed_threads():
+                    init_latent = model.encode_init(stage_image(to_tensor(pending[:1]), settings)).cpu()
                 z_prev = decode_init(encode_init(init_latent, header), header)  # what the receiver will see
                 if kept is not None and (g >= len(kept.inits) or not torch.equal(kept.inits[g], z_prev)):
                     n_kept = min(n_kept, k)  # a partial GOP that does not match is fitted again
@@ -187,8 +192,9 @@ def encode(
             cur = (u.to(model.device), v.to(model.device))
             ctx = segment_contexts(seg, cur, prev, header.interp)
             t0 = time.perf_counter()
-            x0, images = generate_segment(model, z, ctx, out_size=stage_size(settings),
-                                          upsampler=settings.upsampler)
+            with fixed_threads():  # its x0 seeds the next segment's fit
+                x0, images = generate_segment(model, z, ctx, out_size=stage_size(settings),
+                                              upsampler=settings.upsampler)
             ms = (time.perf_counter() - t0) * 1000 / seg.length
             per_frame = writer.keyframe_bytes[k] / seg.length
             for i, f in enumerate(seg.frames):

@@ -36,6 +36,7 @@ from promptlab.codec.container import KeyframeRecord
 from promptlab.codec.prompt import init_factors
 from promptlab.codec.quant import QParams, RunningRange, fake_quant, quantize
 from promptlab.codec.schedule import Segment
+from promptlab.device import fixed_threads
 from promptlab.engine import records
 from promptlab.engine.generator import forward, generate_segment, segment_contexts, to_uint8
 from promptlab.engine.losses import Loss
@@ -141,7 +142,8 @@ def fit_segment(
     first = seg.index == 0
     iters = settings.first_iters if first else settings.iters
     patience = settings.first_patience if first else settings.patience
-    u0, v0 = start_factors(model, settings, seg.index, targets[-1:])
+    with fixed_threads():  # the start and every step: what the bytes depend on (device.fixed_threads)
+        u0, v0 = start_factors(model, settings, seg.index, targets[-1:])
     fu, fv = _Factor(u0, settings.bits, dev), _Factor(v0, settings.bits, dev)
     params = [fu.param, fv.param]
     lr = settings.lr
@@ -171,40 +173,41 @@ def fit_segment(
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"cancelled while fitting keyframe {seg.index}")
         recon = None
-        if settings.batched or n == 1:
-            ctx = contexts()
-            images = run(ctx)
-            per = loss(images, targets, ctx)
-            mean = per.mean()
-            opt.zero_grad(set_to_none=True)
-            mean.backward()
-            frame_losses = per.detach().float().cpu().tolist()
-            value = float(mean.detach())
-            cand = KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp)
-            if recon_every and (it % recon_every == 0 or it == iters):
-                recon = to_uint8(images)
-            opt.step()
-        else:
-            order = list(range(n))
-            if settings.dynamic and worst is not None:
-                order += [worst, worst]
-            frame_losses = [math.nan] * n
-            for i in order:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(f"cancelled while fitting keyframe {seg.index}")
-                ctx = contexts()[i:i + 1]
+        with fixed_threads():
+            if settings.batched or n == 1:
+                ctx = contexts()
                 images = run(ctx)
-                li = loss(images, targets[i:i + 1], ctx)[0]
+                per = loss(images, targets, ctx)
+                mean = per.mean()
                 opt.zero_grad(set_to_none=True)
-                li.backward()
+                mean.backward()
+                frame_losses = per.detach().float().cpu().tolist()
+                value = float(mean.detach())
+                cand = KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp)
+                if recon_every and (it % recon_every == 0 or it == iters):
+                    recon = to_uint8(images)
                 opt.step()
-                frame_losses[i] = float(li.detach())
-            value = sum(frame_losses) / n
-            worst = max(range(n), key=lambda j: frame_losses[j])
-            fu.qp, fv.qp = fu.range.update(fu.param), fv.range.update(fv.param)
-            cand = KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp)
-            if recon_every and (it % recon_every == 0 or it == iters):
-                recon = _regenerate(model, seg, z, prev, cand, settings.interp, out_size, settings.upsampler)
+            else:
+                order = list(range(n))
+                if settings.dynamic and worst is not None:
+                    order += [worst, worst]
+                frame_losses = [math.nan] * n
+                for i in order:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled while fitting keyframe {seg.index}")
+                    ctx = contexts()[i:i + 1]
+                    images = run(ctx)
+                    li = loss(images, targets[i:i + 1], ctx)[0]
+                    opt.zero_grad(set_to_none=True)
+                    li.backward()
+                    opt.step()
+                    frame_losses[i] = float(li.detach())
+                value = sum(frame_losses) / n
+                worst = max(range(n), key=lambda j: frame_losses[j])
+                fu.qp, fv.qp = fu.range.update(fu.param), fv.range.update(fv.param)
+                cand = KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp)
+                if recon_every and (it % recon_every == 0 or it == iters):
+                    recon = _regenerate(model, seg, z, prev, cand, settings.interp, out_size, settings.upsampler)
         losses.append(value)
         if value < best:
             best, best_rec, since_best = value, cand, 0

@@ -5,8 +5,8 @@ latent, a fresh chain, keyframe numbers from 0; codec/schedule.stream_segments),
 bytes are those of a one-GOP encode of its frames. An actor (which loads the model once) runs
 that encode with the very encoder a serial run uses and returns the GOP's records; the driver
 appends them in GOP order (StreamWriter.write_gop) and the GOP index, so the file is
-byte-identical to a serial `--gop` encode at the same torch thread count (CPU kernels split
-their sums by thread count: docs/reliability.md). A sweep's points and their baselines are
+byte-identical to a serial `--gop` encode, whatever torch thread count the worker or the driver
+runs (the encoder's numerics run at one fixed count: device.fixed_threads, docs/reliability.md). A sweep's points and their baselines are
 independent tasks; each returns its stream's bytes and rows, and the driver stores them.
 
 Faults: an actor that dies is restarted and its call retried, a task that dies is retried on
@@ -303,7 +303,7 @@ def encode_gops(source: str | Path, settings: Settings, out: str | Path, options
         info = session.get(actors[0].describe.remote())
         model = _Described(info)
         header = header_for(settings, model, n_frames)  # type: ignore[arg-type]
-        ident = {**identity(source, frange, settings, model), "threads": threads}  # type: ignore[arg-type]
+        ident = identity(source, frange, settings, model)  # type: ignore[arg-type]
         work = work_folder(out)
         if not resume:
             shutil.rmtree(work, ignore_errors=True)

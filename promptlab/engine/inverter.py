@@ -164,7 +164,7 @@ def fit_segment(
         return segment_contexts(seg, (fu.quantised(), fv.quantised()), prev, settings.interp)
 
     if iters == 0:  # the start itself is the code: quantise it, measure it once, no gradient
-        with torch.no_grad():
+        with torch.no_grad(), fixed_threads():
             ctx = contexts()
             value = float(loss(run(ctx), targets, ctx).mean())
         return Fit(KeyframeRecord(fu.codes(), fv.codes(), fu.qp, fv.qp), value, value, 0, [value])

@@ -125,3 +125,25 @@ def test_diffusers_side_applies_token_positions_and_the_latent_readout() -> None
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
     r = bench_generation(m, 64, 3, 1, 0.05)
     assert r["diffusers_max_abs_diff"]["none"] < 1e-3
+
+
+def test_answer_times_report_the_median_run_not_the_best() -> None:
+    """A fake clock: three runs whose first frame comes after 9, 2 and 5 ticks and whose result
+    after 30, 10 and 20; the bench reports 5 and 20 (the median), never 2 and 10 (the best)."""
+    from promptlab.bench.run import answer_times
+
+    now = [0.0]
+    plans = iter([(9, 21), (2, 8), (5, 15)])  # ticks to the first frame, then to the end
+
+    def run():
+        to_first, to_end = next(plans)
+        yield "progress"
+        now[0] += to_first
+        yield "frame"
+        yield "frame"
+        now[0] += to_end
+        yield "summary"
+
+    r = answer_times(run, lambda rec: rec == "frame", reps=3, clock=lambda: now[0])
+    assert (r["first_frame_s"], r["full_s"]) == (5, 20)
+    assert [x["first_frame_s"] for x in r["runs"]] == [9, 2, 5] and [x["full_s"] for x in r["runs"]] == [30, 10, 20]

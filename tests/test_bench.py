@@ -147,3 +147,21 @@ def test_answer_times_report_the_median_run_not_the_best() -> None:
     r = answer_times(run, lambda rec: rec == "frame", reps=3, clock=lambda: now[0])
     assert (r["first_frame_s"], r["full_s"]) == (5, 20)
     assert [x["first_frame_s"] for x in r["runs"]] == [9, 2, 5] and [x["full_s"] for x in r["runs"]] == [30, 10, 20]
+
+
+@pytest.mark.slow
+def test_bench_lab_preview_times_the_labs_own_run(tmp_path: Path, make_clip, ramp, monkeypatch) -> None:
+    """`promptlab bench --lab-preview CLIP`: the lab's run of a preset, fresh each time, medians in the JSON."""
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    clip = make_clip(tmp_path / "ramp.mkv", ramp(6, 64, 64))
+    preset = tmp_path / "quick.json"
+    preset.write_text(json.dumps({"model": "tiny", "size": 64, "rank": 2, "interval": 5, "iters": 1,
+                                  "first_iters": 1, "perceptual": "none"}))
+    out = tmp_path / "lab.json"
+    assert main(["--lab-preview", str(clip), "--preset", str(preset), "--clip-frames", "0:6", "--reps", "2",
+                 "--threads", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["frames"] == 6 and r["model"] == "tiny" and len(r["runs"]) == 2 and r["kbps"] > 0
+    assert all(0 < x["first_frame_s"] <= x["full_s"] for x in r["runs"])
+    assert r["full_s"] == pytest.approx(sum(x["full_s"] for x in r["runs"]) / 2)  # the median of two
+    assert not (tmp_path / "cache").exists()  # every repetition ran in its own temporary cache

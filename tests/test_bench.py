@@ -125,3 +125,43 @@ def test_diffusers_side_applies_token_positions_and_the_latent_readout() -> None
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
     r = bench_generation(m, 64, 3, 1, 0.05)
     assert r["diffusers_max_abs_diff"]["none"] < 1e-3
+
+
+def test_answer_times_report_the_median_run_not_the_best() -> None:
+    """A fake clock: three runs whose first frame comes after 9, 2 and 5 ticks and whose result
+    after 30, 10 and 20; the bench reports 5 and 20 (the median), never 2 and 10 (the best)."""
+    from promptlab.bench.run import answer_times
+
+    now = [0.0]
+    plans = iter([(9, 21), (2, 8), (5, 15)])  # ticks to the first frame, then to the end
+
+    def run():
+        to_first, to_end = next(plans)
+        yield "progress"
+        now[0] += to_first
+        yield "frame"
+        yield "frame"
+        now[0] += to_end
+        yield "summary"
+
+    r = answer_times(run, lambda rec: rec == "frame", reps=3, clock=lambda: now[0])
+    assert (r["first_frame_s"], r["full_s"]) == (5, 20)
+    assert [x["first_frame_s"] for x in r["runs"]] == [9, 2, 5] and [x["full_s"] for x in r["runs"]] == [30, 10, 20]
+
+
+@pytest.mark.slow
+def test_bench_lab_preview_times_the_labs_own_run(tmp_path: Path, make_clip, ramp, monkeypatch) -> None:
+    """`promptlab bench --lab-preview CLIP`: the lab's run of a preset, fresh each time, medians in the JSON."""
+    monkeypatch.setenv("PROMPTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    clip = make_clip(tmp_path / "ramp.mkv", ramp(6, 64, 64))
+    preset = tmp_path / "quick.json"
+    preset.write_text(json.dumps({"model": "tiny", "size": 64, "rank": 2, "interval": 5, "iters": 1,
+                                  "first_iters": 1, "perceptual": "none"}))
+    out = tmp_path / "lab.json"
+    assert main(["--lab-preview", str(clip), "--preset", str(preset), "--clip-frames", "0:6", "--reps", "2",
+                 "--threads", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["frames"] == 6 and r["model"] == "tiny" and len(r["runs"]) == 2 and r["kbps"] > 0
+    assert all(0 < x["first_frame_s"] <= x["full_s"] for x in r["runs"])
+    assert r["full_s"] == pytest.approx(sum(x["full_s"] for x in r["runs"]) / 2)  # the median of two
+    assert not (tmp_path / "cache").exists()  # every repetition ran in its own temporary cache

@@ -135,7 +135,8 @@ def test_a_preset_on_the_command_line_resets_what_the_session_left():
     s = build_settings(saved, GuiOptions(preset="preview"))
     preview = load_preset("preview")
     assert (s.iters, s.first_iters, s.seed, s.perceptual) == (preview.iters, preview.first_iters, 88, "vgg")
-    assert s.model == "sd-turbo-arch"  # the machine-side choice carries over
+    assert s.model == "tiny2" == preview.model  # the preview names its model: its numbers are tiny2's
+    assert build_settings(saved, GuiOptions(preset="reference")).model == "sd-turbo-arch"  # no model named: kept
     assert build_settings(saved, GuiOptions(preset="preview", changes={"iters": 5})).iters == 5  # flags win
     assert build_settings(saved, GuiOptions()).iters == 1  # no preset, no flag: the session's
 

@@ -17,8 +17,8 @@ import pytest
 from promptlab.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("promptlab/presets/preview.json", "promptlab/presets/reference.json", "promptlab/assets/sky.mp4",
-           "promptlab/assets/ATTRIBUTION.md")
+SHIPPED = ("promptlab/presets/preview.json", "promptlab/presets/quality.json", "promptlab/presets/reference.json",
+           "promptlab/assets/sky.mp4", "promptlab/assets/ATTRIBUTION.md")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_an_installed_wheel_finds_them_from_another_folder(wheel, tmp_path):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).is_relative_to(site)
     assert {"preview", "reference", "mine"} <= set(got["presets"])
-    assert got["preview_iters"] == 60 and got["mine"] == 3
+    assert got["preview_iters"] == 3 and got["mine"] == 3
     assert Path(got["saved"]) == tmp_path / "config" / "presets" / "mine.json"
     assert not list(site.rglob("mine.json"))  # nothing written into the install
     assert Path(got["clip"]) == site / "promptlab" / "assets" / "sky.mp4"

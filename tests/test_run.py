@@ -110,3 +110,16 @@ def test_a_stored_result_is_reused_only_when_it_would_not_differ(clip: Path, tmp
     meta.write_text(json_.dumps(doc))
     again = list(run_lab(RunSpec(settings=s, source=str(clip))))
     assert not any(isinstance(r, Reused) for r in again) and any(isinstance(r, Summary) for r in again)
+
+
+def test_run_says_when_the_perceptual_term_falls_back(clip: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The default `vgg` needs VGG-19's file; without it the fit uses MS-SSIM, and the run says so."""
+    from promptlab.engine import losses
+
+    monkeypatch.setattr(losses, "vgg19_path", lambda: tmp_path / "no-vgg19.pth")
+    flags = [f for f in FLAGS if f not in ("--perceptual", "none")]
+    assert main(["run", str(clip), *flags, "--iters", "1", "--first-iters", "1", "--frames", "0:3"]) == 0
+    err = capsys.readouterr().err
+    assert "perceptual term 'vgg' has no weights here; the fit uses 'ms-ssim'" in err
+    assert main(["run", str(clip), *FLAGS, "--frames", "0:3"]) == 0
+    assert "perceptual term" not in capsys.readouterr().err  # none asked, none reported

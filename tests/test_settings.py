@@ -33,6 +33,21 @@ def test_presets_load_and_differ():
     assert ref.key(*ENCODE_KEYS) != prev.key(*ENCODE_KEYS)
 
 
+def test_preview_runs_tiny2_quickly_and_quality_spends_more_on_the_same_rate():
+    """The README's first command runs the preview: tiny2 from its SVD start, a few small steps;
+    `quality` keeps the preview's rate settings and buys quality with iterations only."""
+    prev, qual, default = load_preset("preview"), load_preset("quality"), Settings()
+    assert prev.model == "tiny2" and (prev.first_iters, prev.iters, prev.lr) == (5, 3, 0.01)
+    assert (prev.size, prev.rank, prev.interval, prev.bits, prev.init_mode) == (128, 8, 20, 3, "zero")
+    assert qual.model == "tiny2" and qual.first_iters > prev.first_iters and qual.iters > prev.iters
+    rate = ("size", "rank", "interval", "bits", "init_mode", "model")
+    assert qual.key(*rate) == prev.key(*rate) and qual.key(*ENCODE_KEYS) != prev.key(*ENCODE_KEYS)
+    assert qual.perceptual == "ms-ssim" != default.perceptual  # named, not a silent fallback from vgg
+    # a preset's model wins over the one it is loaded on; one that names none keeps it
+    assert load_preset("preview", Settings(model="tiny")).model == "tiny2"
+    assert load_preset("reference", Settings(model="tiny2")).model == "tiny2"
+
+
 def test_presets_ship_inside_the_package(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTLAB_CONFIG_DIR", str(tmp_path / "config"))
     package = Path(promptlab.__file__).resolve().parent

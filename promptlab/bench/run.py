@@ -25,6 +25,7 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -305,3 +306,20 @@ def run_bench(model: str | Model = "tiny", size: int = 128, frames: int = 10, re
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "bench_seconds": time.perf_counter() - t0,
     }
+
+
+def answer_times(run: Callable[[], Iterable[Any]], is_frame: Callable[[Any], bool], reps: int = 3,
+                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """What a user waits for after Run, the median of `reps` fresh runs: seconds to the first
+    reconstructed frame (a record `is_frame` accepts, a first answer included) and to the last
+    record (the full result). The median, not the best: one quiet moment is not the speed."""
+    runs: list[tuple[float, float]] = []
+    for _ in range(reps):
+        t0, first = clock(), None
+        for rec in run():
+            if first is None and is_frame(rec):
+                first = clock() - t0
+        full = clock() - t0
+        runs.append((full if first is None else first, full))
+    return {"first_frame_s": statistics.median(r[0] for r in runs), "full_s": statistics.median(r[1] for r in runs),
+            "runs": [{"first_frame_s": a, "full_s": b} for a, b in runs]}

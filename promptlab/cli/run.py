@@ -49,6 +49,12 @@ def main(argv: list[str]) -> int:
     for note in notes:
         print(f"promptlab run: note: {note}", file=sys.stderr)
     settings = resolve_rank(settings, a.kbps, n)
+    from promptlab.engine.losses import resolve_perceptual
+
+    used = resolve_perceptual(settings.perceptual)
+    if used != settings.perceptual and settings.first_iters + settings.iters > 0:
+        print(f"promptlab run: note: the perceptual term {settings.perceptual!r} has no weights here; the fit "
+              f"uses {used!r} (--perceptual {used} says so; docs/engines.md)", file=sys.stderr)
     rng = None if frames is None else (frames[0], frames[0] + n)
     spec = RunSpec(settings=settings, source=a.source, frames=rng, baseline=a.baseline, lpips_net=a.lpips_net,
                    vmaf=a.vmaf)

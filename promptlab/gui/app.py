@@ -53,7 +53,8 @@ def build_settings(base: Settings, o: GuiOptions) -> Settings:
 
     A preset on the command line gives what the preset implies (defaults plus the preset),
     not the preset on top of whatever the last session left; only the machine-side choices
-    (model, device, dtype, threads) carry over from the session.
+    (model, device, dtype, threads) carry over from the session, and a preset that names a model
+    sets it (the preview's rate and quality are its model's: `--preset preview` must run tiny2).
     """
     if o.preset:
         keep = {k: getattr(base, k) for k in ("model", "device", "dtype", "threads")}

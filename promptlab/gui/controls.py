@@ -268,12 +268,13 @@ class Controls(QWidget):
     # ------------------------------------------------------------------ presets
     def apply_preset(self, name: str) -> bool:
         """Apply a preset fully: settings it does not name return to their defaults (a previous
-        preset's `start` or `lr` must not linger); the model, the clip's fps and the machine's
-        device and threads stay. A preset that cannot be read is reported through `error`."""
+        preset's `start` or `lr` must not linger); the clip's fps and the machine's device and threads
+        stay, and so does the model unless the preset names one (its numbers are that model's).
+        A preset that cannot be read is reported through `error`."""
         cur = self.settings()
         keep = {"model": cur.model, "fps": cur.fps, "device": cur.device, "threads": cur.threads}
         try:
-            s = load_preset(name, Settings(**keep)).replace(model=cur.model)
+            s = load_preset(name, Settings(**keep))
         except PromptlabError as exc:
             self.error.emit(f"preset {name!r} not loaded: {exc}")
             return False

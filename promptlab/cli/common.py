@@ -47,7 +47,7 @@ FLAGS: dict[str, tuple[str, type, str]] = {
                   "whatever it says, so its bytes do not depend on it (they do on the device; "
                   "docs/reliability.md)"),
     "--stage-scale": ("stage_scale", int, "two-stage generation: generate at size/N (1, 2, 4) and upsample"),
-    "--upsampler": ("upsampler", str, "two-stage upsampler: bicubic | lanczos | a registered one"),
+    "--upsampler": ("upsampler", str, "two-stage upsampler: bicubic | lanczos | realesrgan-x2 | realesrgan-x4 | a registered one"),
 }
 
 

@@ -40,7 +40,8 @@ from promptlab.settings import (
 MAGIC = b"PLAB"
 VERSION = 2  # 2: closed GOPs (the header's GOP length, an init record per GOP, the GOP index); q6 and zero init
 READABLE = (1, 2)
-UPSAMPLERS = ("bicubic", "lanczos")  # two-stage upsampler the prompts were fitted through
+# two-stage upsampler the prompts were fitted through (its index is the header byte: append only)
+UPSAMPLERS = ("bicubic", "lanczos", "realesrgan-x2", "realesrgan-x4")
 TAG_INIT, TAG_KEY, TAG_INDEX = 0x49, 0x4B, 0x58  # 'I', 'K', 'X'
 _HDR = struct.Struct("<HHIIIHBHIfBBBBHBHHBB")
 _GOP = struct.Struct("<I")  # version 2: the GOP length follows the model name

@@ -3,13 +3,15 @@
 The generator runs at a reduced latent size (the stream header's latent_h × 8 is smaller than
 its height) and a lightweight upsampler brings the decoded images to the output size. The
 upsampler is differentiable, and inversion fits through the very same path, so the prompts
-learn to compensate for it. Classical upsamplers are built in (`bicubic`, `lanczos`); a
-learned one plugs in with `register_upsampler(name, factory)`, where `factory(device)` returns
+learn to compensate for it. Classical upsamplers are built in (`bicubic`, `lanczos`), and so
+is a pretrained learned one, Real-ESRGAN's compact network (`realesrgan-x2`, `realesrgan-x4`:
+models/realesrgan.py); another learned one plugs in with `register_upsampler(name, factory)`, where `factory(device)` returns
 any callable (N, 3, h, w) -> (N, 3, H, W) in [-1, 1] (e.g. a small torch module).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -77,8 +79,18 @@ def lanczos(images: torch.Tensor, size: tuple[int, int], taps: int = 3) -> torch
     return x
 
 
+@functools.cache
+def _realesrgan(scale: int, device: torch.device) -> Upsampler:
+    """The shipped Real-ESRGAN compact network (models/realesrgan.py), loaded once per device."""
+    from promptlab.models.realesrgan import Upsampler as RealESRGAN
+
+    return RealESRGAN(scale, device)
+
+
 register_upsampler("bicubic", lambda device: bicubic)
 register_upsampler("lanczos", lambda device: lanczos)
+register_upsampler("realesrgan-x2", lambda device: _realesrgan(2, device))
+register_upsampler("realesrgan-x4", lambda device: _realesrgan(4, device))
 
 
 def stage_latent(size: int, stage_scale: int, latent_factor: int = 8) -> int:

@@ -1,19 +1,22 @@
-"""The VAE baseline: a learned autoencoder's keyframe latents, quantised and entropy coded.
+"""Keyframe-latent baselines (VAE, VQ, thumbnail): an autoencoder's keyframe latents, quantised and entropy coded.
 
 The honest ablation of the prompt path: the same decoder, no prompt, no generator. Keyframes
-(frames 0, k, 2k, … and always the last frame) are encoded to latents, clipped to
-[-range, range] and quantised uniformly to `bits` bits; each keyframe's codes are one block of
-the project's entropy coder (codec/entropy.py, ANS under one discretised Gaussian per
-keyframe). Frames between keyframes decode from linearly interpolated latents. The stream is
-real bytes (header + length-prefixed blocks) and every byte is counted in kbps.
+(frames 0, k, 2k, … and always the last frame) are encoded to latents and quantised by the
+autoencoder's `Quantiser` at one of its levels (the uniform one: clipped to [-range, range],
+`level` bits per value; a vector quantiser: one index of a 2**level-entry codebook per
+position); each keyframe's codes are one block of the project's entropy coder
+(codec/entropy.py, ANS under one discretised Gaussian per keyframe). Frames between keyframes
+decode from linearly interpolated latents. The stream is real bytes (header + length-prefixed
+blocks) and every byte is counted in kbps.
 
-The autoencoder is passed in (`Autoencoder`: encode/decode callables), so this module imports
-no model: the layer that owns the model (cli/baseline.py with models/taef2) builds it.
+The autoencoder is passed in (`Autoencoder`: encode/decode callables and a quantiser), so this
+module imports no model: the layer that owns the model (models/taef2, models/vq,
+engine/thumbnail) builds it.
 
-Rate control: every (bits, interval) pair is coded (cheap: one encoder pass over the
+Rate control: every (level, interval) pair is coded (cheap: one encoder pass over the
 keyframe candidates, then quantise + ANS); pairs within the tolerance of the target (the MAX_DECODED closest) are
 decoded and the one with the lowest mean squared error kept. A target below the cheapest
-pair (1 bit, keyframes at the first and last frame only) returns that pair with a note naming
+pair (the lowest level, keyframes at the first and last frame only) returns that pair with a note naming
 the floor; above the dearest, the dearest with a note.
 """
 
@@ -37,14 +40,49 @@ MAX_DECODED = 4  # in-tolerance candidates decoded to pick the best (the closest
 INTERVALS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 60, 80, 120)
 
 
+@dataclass(frozen=True)
+class Quantiser:
+    """How one keyframe's latent (C, h, w) becomes uint8 codes at a level (bits per code) and back.
+
+    code(z, level) → uint8 codes of `count(shape)` values, each < 2**level;
+    decode(codes, level, shape) → the latent they stand for; describe(level): words for messages.
+    """
+
+    name: str
+    levels: tuple[int, ...]
+    code: Callable[[np.ndarray, int], np.ndarray]
+    decode: Callable[[np.ndarray, int, tuple[int, int, int]], np.ndarray]
+    count: Callable[[tuple[int, int, int]], int]
+    describe: Callable[[int], str]
+
+
+def uniform_quantiser(lim: float) -> Quantiser:
+    """Every latent value clipped to [-lim, lim] and rounded to `level` bits."""
+    return Quantiser("uniform", BITS, lambda z, b: quantise(z, b, lim),
+                     lambda c, b, shape: dequantise(c, b, lim).reshape(shape),
+                     lambda shape: shape[0] * shape[1] * shape[2], lambda b: f"{b} bit{'s' if b > 1 else ''}")
+
+
 @dataclass
 class Autoencoder:
-    """encode: uint8 RGB frames (N, H, W, 3) → float latents (N, C, h, w); decode: the inverse."""
+    """encode: uint8 RGB frames (N, H, W, 3) → float latents (N, C, h, w); decode: the inverse.
+
+    `codec` names the method (the result's and the stream file's), `magic` its stream; the
+    quantiser defaults to the uniform one over [-latent_range, latent_range].
+    """
 
     name: str
     encode: Callable[[np.ndarray], np.ndarray]
     decode: Callable[[np.ndarray], np.ndarray]
     latent_range: float = 3.0
+    quantiser: Quantiser | None = None
+    codec: str = "vae"
+    magic: bytes = MAGIC
+    factor: int = 8  # frame sides must be multiples of it
+
+    def __post_init__(self) -> None:
+        if self.quantiser is None:
+            self.quantiser = uniform_quantiser(self.latent_range)
 
 
 @dataclass
@@ -89,30 +127,36 @@ def dequantise(codes: np.ndarray, bits: int, lim: float) -> np.ndarray:
 
 
 def write_stream(latents: dict[int, np.ndarray], n: int, bits: int, interval: int,
-                 lim: float) -> tuple[bytes, list[int]]:
-    """The coded stream and its bytes per frame (header charged to frame 0)."""
+                 ae: Autoencoder) -> tuple[bytes, list[int]]:
+    """The coded stream and its bytes per frame (header charged to frame 0); `bits`: the quantiser's level."""
     shape = next(iter(latents.values())).shape
-    head = _HEAD.pack(MAGIC, VERSION, bits, interval, n, *shape, lim)
+    head = _HEAD.pack(ae.magic, VERSION, bits, interval, n, *shape, ae.latent_range)
     frame_bytes = [0] * n
     frame_bytes[0] = len(head)
     parts = [head]
     for k in keyframes(n, interval):
-        block = encode_codes([quantise(latents[k], bits, lim)], bits)
+        block = encode_codes([ae.quantiser.code(latents[k], bits)], bits)
         parts.append(struct.pack("<I", len(block)) + block)
         frame_bytes[k] += 4 + len(block)
     return b"".join(parts), frame_bytes
 
 
-def read_stream(data: bytes) -> tuple[int, np.ndarray]:
-    """(frames, latent of every frame): keyframes dequantised, the rest interpolated."""
+def read_stream(data: bytes, ae: Autoencoder | None = None) -> tuple[int, np.ndarray]:
+    """(frames, latent of every frame): keyframes dequantised, the rest interpolated.
+
+    `ae` gives the stream's quantiser and magic (default: the VAE baseline's uniform one)."""
+    magic_ok = MAGIC if ae is None else ae.magic
     if len(data) < _HEAD.size:
         raise PromptlabError("latent stream is shorter than its header")
     magic, version, bits, interval, n, c, h, w, lim = _HEAD.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
-        raise PromptlabError("not a promptlab latent stream (bad magic or version)")
+    if magic != magic_ok or version != VERSION:
+        raise PromptlabError(f"not a promptlab {magic_ok.decode()} stream (bad magic or version)")
     if not (1 <= bits <= 8 and interval >= 1 and n >= 1 and c * h * w > 0 and 0 < lim < 1e3):
         raise PromptlabError("latent stream header holds invalid values")
-    pos, size = _HEAD.size, c * h * w
+    q = uniform_quantiser(lim) if ae is None else ae.quantiser
+    if bits not in q.levels:
+        raise PromptlabError(f"latent stream level {bits} is not one of the {q.name} quantiser's")
+    pos, size = _HEAD.size, q.count((c, h, w))
     keys = keyframes(n, interval)
     coded = {}
     for k in keys:
@@ -122,7 +166,7 @@ def read_stream(data: bytes) -> tuple[int, np.ndarray]:
         pos += 4
         if pos + m > len(data):
             raise PromptlabError("latent stream is truncated")
-        coded[k] = dequantise(decode_codes(data[pos:pos + m], [size], bits)[0], bits, lim).reshape(c, h, w)
+        coded[k] = q.decode(decode_codes(data[pos:pos + m], [size], bits)[0], bits, (c, h, w))
         pos += m
     if pos != len(data):
         raise PromptlabError("latent stream has trailing data")
@@ -136,11 +180,11 @@ def read_stream(data: bytes) -> tuple[int, np.ndarray]:
 
 def decode_latent_stream(data: bytes, ae: Autoencoder) -> list[np.ndarray]:
     """Decode a stream written by encode_latent_baseline back to uint8 RGB frames."""
-    _, z = read_stream(data)
+    _, z = read_stream(data, ae)
     return list(ae.decode(z))
 
 
-def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, tolerance: float) -> None:
+def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, tolerance: float, ae: Autoencoder) -> None:
     if not frames:
         raise PromptlabError("no frames to encode")
     if not (0 < fps <= 1000):
@@ -153,14 +197,16 @@ def _check(frames: Sequence[np.ndarray], fps: float, kbps: float, tolerance: flo
     for i, f in enumerate(frames):
         if f.shape != shape or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
             raise PromptlabError(f"frame {i} is {f.shape} {f.dtype}; all frames must be uint8 RGB of one size")
-    if shape[0] % 8 or shape[1] % 8 or shape[0] < 8 or shape[1] < 8:
-        raise PromptlabError(f"frames of {shape[1]}x{shape[0]}: the VAE baseline needs sides that are multiples of 8")
+    f = ae.factor
+    if shape[0] % f or shape[1] % f or shape[0] < f or shape[1] < f:
+        raise PromptlabError(f"frames of {shape[1]}x{shape[0]}: the {ae.codec} baseline needs sides that are "
+                             f"multiples of {f}")
 
 
 def encode_latent_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float, ae: Autoencoder,
                            tolerance: float = 0.10) -> LatentResult:
     """Code `frames` through `ae` at (nearly) `kbps`: see the module docstring for the search."""
-    _check(frames, fps, kbps, tolerance)
+    _check(frames, fps, kbps, tolerance, ae)
     n = len(frames)
     height, width = frames[0].shape[:2]
     target = kbps * 1000.0 / 8.0 * n / fps
@@ -169,9 +215,10 @@ def encode_latent_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float
     z = ae.encode(np.stack([frames[k] for k in needed]))
     latents = {k: z[j] for j, k in enumerate(needed)}
     trace, coded = [], {}
-    for bits in BITS:
+    q = ae.quantiser
+    for bits in q.levels:
         for interval in intervals:
-            stream, fb = write_stream(latents, n, bits, interval, ae.latent_range)
+            stream, fb = write_stream(latents, n, bits, interval, ae)
             coded[(bits, interval)] = (stream, fb)
             trace.append({"bits": bits, "interval": interval, "bytes": len(stream),
                           "error": round(len(stream) / target - 1, 5)})
@@ -194,7 +241,7 @@ def encode_latent_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float
         if len(coded[lo][0]) > target:
             best = lo
             note = (f"{kbps:g} kbps is below the {ae.name} baseline's floor of {floor:.2f} kbps "
-                    f"(1 bit, keyframes every {lo[1]} frames)")
+                    f"({q.describe(lo[0])}, keyframes every {lo[1]} frames)")
         else:
             best = min(coded, key=lambda k: abs(len(coded[k][0]) - target))
             top = rate.kbps(len(coded[hi][0]), n, fps)
@@ -202,11 +249,33 @@ def encode_latent_baseline(frames: Sequence[np.ndarray], fps: float, kbps: float
                     f"(floor {floor:.2f}, ceiling {top:.2f} kbps); closest one kept")
     stream, frame_bytes = coded[best]
     recon = decode_latent_stream(stream, ae)
-    params = {"autoencoder": ae.name, "bits": best[0], "keyframe_interval": best[1],
-              "keyframes": len(keyframes(n, best[1])), "latent_range": ae.latent_range,
+    params = {"autoencoder": ae.name, "quantiser": q.name, "bits": best[0], "level": q.describe(best[0]),
+              "keyframe_interval": best[1], "keyframes": len(keyframes(n, best[1])), "latent_range": ae.latent_range,
               "entropy_coder": "promptlab ANS (one discretised Gaussian per keyframe)",
               "between_keyframes": "linear latent interpolation", "encodes": len(coded)}
-    return LatentResult(codec="vae", target_kbps=float(kbps), kbps=rate.kbps(len(stream), n, fps),
+    return LatentResult(codec=ae.codec, target_kbps=float(kbps), kbps=rate.kbps(len(stream), n, fps),
                         bytes=len(stream), frame_bytes=frame_bytes, recon=recon, fps=float(fps), n_frames=n,
                         width=width, height=height, stream=stream, params=params, trace=trace,
                         converged=ok, note=note)
+
+
+def encode_best(frames: Sequence[np.ndarray], fps: float, kbps: float, aes: Sequence[Autoencoder],
+                tolerance: float = 0.10) -> LatentResult:
+    """The best of several autoencoders (e.g. thumbnail scales) at `kbps`: the lowest MSE among those
+    within the tolerance; when none is, the one whose rate is closest to the target (its note kept)."""
+    fits = [ae for ae in aes if frames and not (frames[0].shape[0] % ae.factor or frames[0].shape[1] % ae.factor)]
+    if not fits:
+        _check(frames, fps, kbps, tolerance, aes[0])
+    results = [encode_latent_baseline(frames, fps, kbps, ae, tolerance) for ae in fits]
+    src = np.stack(frames).astype(np.float32)
+    ok = [r for r in results if r.converged]
+    if ok:
+        best = min(ok, key=lambda r: float(((np.stack(r.recon).astype(np.float32) - src) ** 2).mean()))
+    else:
+        best = min(results, key=lambda r: abs(r.kbps - kbps))
+        if all(r.kbps > kbps for r in results):
+            best = min(results, key=lambda r: r.kbps)
+    best.params["candidates"] = [{"autoencoder": r.params["autoencoder"], "kbps": round(r.kbps, 3),
+                                  "within_tolerance": r.converged} for r in results]
+    best.params["encodes"] = sum(r.params["encodes"] for r in results)
+    return best

@@ -15,7 +15,11 @@ from promptlab.io.atomic import atomic_path, check_target
 from promptlab.io.video import fps_fraction
 from promptlab.io.writer import even_size
 
-RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc"), "vae": (".plva",)}
+RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc"), "vae": (".plva",),
+            "thumbnail": (".plth",), "vq": (".plvq",)}
+# methods whose stream is the project's own (no container can hold it)
+OWN_STREAMS = {"vae": "the VAE baseline's latent stream", "thumbnail": "the thumbnail baseline's stream",
+               "vq": "the VQ baseline's index stream"}
 CONTAINER_EXTS = (".mp4", ".mkv", ".mov")
 
 
@@ -23,8 +27,8 @@ def check_output(out: str | Path, codec: str, force: bool) -> Path:
     """Validate the output name before any work is done."""
     p = Path(out)
     ext = p.suffix.lower()
-    if codec == "vae" and ext not in RAW_EXTS[codec]:
-        raise PromptlabError(f"output {p.name}: use .plva (the VAE baseline's latent stream)")
+    if codec in OWN_STREAMS and ext not in RAW_EXTS[codec]:
+        raise PromptlabError(f"output {p.name}: use {RAW_EXTS[codec][0]} ({OWN_STREAMS[codec]})")
     if ext not in RAW_EXTS[codec] + CONTAINER_EXTS:
         raise PromptlabError(f"output {p.name}: use {', '.join(RAW_EXTS[codec])} (raw {codec} stream) "
                              f"or {', '.join(CONTAINER_EXTS)}")

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     + ", ".join(f"{n} {methods.get(n).tolerance:g}" for n in methods.names()) + ")")
     ap.add_argument("-o", "--output", type=Path, required=True,
                     help="stream file: .hevc/.h265 or .h264 (raw, = bytes counted) or .mp4/.mkv/.mov; "
-                    "vae: .plva (the latent stream, = bytes counted)")
+                    "vae/thumbnail/vq: .plva/.plth/.plvq (the method's own stream, = bytes counted)")
     ap.add_argument("--recon", type=Path, default=None, help="write decoded frames (PNG folder or video)")
     ap.add_argument("--json", type=Path, default=None, help="write sizes, per-frame bytes and search trace")
     ap.add_argument("--metrics", action="store_true", help="also score the decoded frames (PSNR/SSIM/MS-SSIM/LPIPS)")
@@ -59,8 +59,8 @@ def main(argv: list[str]) -> int:
     result = methods.encode(args.codec, frames, info.fps, args.kbps, tolerance=args.tolerance,
                             options=methods.Options(preset=args.preset))
     doc, file_bytes = _write_outputs(args, result, frames, info.fps)
-    if args.codec == "vae":
-        how = f"{result.params['bits']} bits, keyframes every {result.params['keyframe_interval']}"
+    if "keyframe_interval" in result.params:
+        how = f"{result.params['level']}, keyframes every {result.params['keyframe_interval']}"
     else:
         how = f"{result.params['rate_control']} {result.params.get('crf', result.params.get('bitrate_kbps'))}"
     print(f"{args.codec}: target {args.kbps:g} kbps -> {result.kbps:.2f} kbps ({result.bytes} bytes, "

@@ -105,6 +105,15 @@ def _vae(frames: Sequence[np.ndarray], fps: float, kbps: float, tolerance: float
     return encode_latent_baseline(frames, fps, kbps, baseline_autoencoder(), tolerance=tolerance)
 
 
+def _thumbnail(frames: Sequence[np.ndarray], fps: float, kbps: float, tolerance: float,
+               options: Options) -> Outcome:
+    from promptlab.baselines.latent import encode_best
+    from promptlab.engine.thumbnail import thumbnail_autoencoders
+
+    return encode_best(frames, fps, kbps, thumbnail_autoencoders(), tolerance=tolerance)
+
+
 register(Method("h265", "H.265", 0.05, _h26x("h265")))
 register(Method("h264", "H.264", 0.05, _h26x("h264")))
 register(Method("vae", "VAE (TAEF2 latents)", 0.10, _vae))
+register(Method("thumbnail", "thumbnail (area-downscaled keyframes, bicubic)", 0.10, _thumbnail))

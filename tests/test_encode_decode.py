@@ -40,6 +40,9 @@ def test_cli_encode_recon_equals_decode_and_losses_fall(sky_frames: Path, tmp_pa
     assert len(losses) == 5  # keyframes 0, 10, 20, 30, 40
     for first, best in losses:
         assert best < 0.8 * first, losses  # every segment's loss falls by more than 20 %
+    # the encoder's reconstruction runs at the fit's fixed thread count (device.FIT_THREADS), so a
+    # decode at that count is pixel-identical; at other counts it is within 1/255 (docs/reliability.md)
+    torch.set_num_threads(1)
     assert main(["decode", str(out), "-o", str(dec), "--quiet"]) == 0
     a, b = pngs(recon), pngs(dec)
     assert len(a) == len(b) == 41

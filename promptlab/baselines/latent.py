@@ -1,17 +1,15 @@
-"""Keyframe-latent baselines (VAE, VQ, thumbnail): an autoencoder's keyframe latents, quantised and entropy coded.
+"""Keyframe-latent baselines (VAE, thumbnail): an autoencoder's keyframe latents, quantised and entropy coded.
 
 The honest ablation of the prompt path: the same decoder, no prompt, no generator. Keyframes
 (frames 0, k, 2k, … and always the last frame) are encoded to latents and quantised by the
 autoencoder's `Quantiser` at one of its levels (the uniform one: clipped to [-range, range],
-`level` bits per value; a vector quantiser: one index of a 2**level-entry codebook per
-position); each keyframe's codes are one block of the project's entropy coder
+`level` bits per value; another `Quantiser`, e.g. a codebook's indices, plugs in the same way); each keyframe's codes are one block of the project's entropy coder
 (codec/entropy.py, ANS under one discretised Gaussian per keyframe). Frames between keyframes
 decode from linearly interpolated latents. The stream is real bytes (header + length-prefixed
 blocks) and every byte is counted in kbps.
 
 The autoencoder is passed in (`Autoencoder`: encode/decode callables and a quantiser), so this
-module imports no model: the layer that owns the model (models/taef2, models/vq,
-engine/thumbnail) builds it.
+module imports no model: the layer that owns the model (models/taef2, engine/thumbnail) builds it.
 
 Rate control: every (level, interval) pair is coded (cheap: one encoder pass over the
 keyframe candidates, then quantise + ANS); pairs within the tolerance of the target (the MAX_DECODED closest) are

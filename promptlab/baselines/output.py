@@ -16,10 +16,9 @@ from promptlab.io.video import fps_fraction
 from promptlab.io.writer import even_size
 
 RAW_EXTS = {"h265": (".hevc", ".h265", ".265"), "h264": (".h264", ".264", ".avc"), "vae": (".plva",),
-            "thumbnail": (".plth",), "vq": (".plvq",)}
+            "thumbnail": (".plth",)}
 # methods whose stream is the project's own (no container can hold it)
-OWN_STREAMS = {"vae": "the VAE baseline's latent stream", "thumbnail": "the thumbnail baseline's stream",
-               "vq": "the VQ baseline's index stream"}
+OWN_STREAMS = {"vae": "the VAE baseline's latent stream", "thumbnail": "the thumbnail baseline's stream"}
 CONTAINER_EXTS = (".mp4", ".mkv", ".mov")
 
 

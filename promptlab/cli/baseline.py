@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                     + ", ".join(f"{n} {methods.get(n).tolerance:g}" for n in methods.names()) + ")")
     ap.add_argument("-o", "--output", type=Path, required=True,
                     help="stream file: .hevc/.h265 or .h264 (raw, = bytes counted) or .mp4/.mkv/.mov; "
-                    "vae/thumbnail/vq: .plva/.plth/.plvq (the method's own stream, = bytes counted)")
+                    "vae/thumbnail: .plva/.plth (the method's own stream, = bytes counted)")
     ap.add_argument("--recon", type=Path, default=None, help="write decoded frames (PNG folder or video)")
     ap.add_argument("--json", type=Path, default=None, help="write sizes, per-frame bytes and search trace")
     ap.add_argument("--metrics", action="store_true", help="also score the decoded frames (PSNR/SSIM/MS-SSIM/LPIPS)")

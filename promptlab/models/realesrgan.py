@@ -14,6 +14,7 @@ scripts/convert_realesrgan.py.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -82,8 +83,6 @@ class Upsampler:
                                  f" (use the stage scale {self.scale})")
         net = self._cast.get(images.dtype)
         if net is None:
-            import copy
-
             net = self._cast[images.dtype] = copy.deepcopy(self.net).to(images.dtype)
         net = net.to(images.device)
         y = net((images + 1) / 2)
